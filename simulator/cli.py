@@ -1,0 +1,33 @@
+"""Metric Sentinel simulator and operator CLI (typer + rich).
+
+Each command lives in its own module and registers itself on ``app`` when imported below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="simulator",
+    help="Metric Sentinel: generate and publish sensor data, provision devices, backtest, feedback, offline demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register() -> None:
+    """Import the command modules (each decorates its functions with ``@app.command``)."""
+    import importlib
+
+    for name in ("generate", "provision", "publish", "backtest", "feedback", "stream", "demo"):
+        try:
+            importlib.import_module(f"simulator.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"simulator.commands.{name}":
+                raise
+
+
+def main() -> None:
+    _register()
+    app()
