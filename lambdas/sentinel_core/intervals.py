@@ -22,9 +22,7 @@ def parse_duration(text: str) -> timedelta:
     """
     m = _DURATION.match(text.strip().upper()) if text else None
     if not m or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
-        raise ValueError(
-            f"not an ISO-8601 duration of weeks/days/hours/minutes/seconds: {text!r} (e.g. PT5M, P1D)"
-        )
+        raise ValueError(f"not an ISO-8601 duration of weeks/days/hours/minutes/seconds: {text!r} (e.g. PT5M, P1D)")
     parts = {k: int(v) for k, v in m.groupdict().items() if v}
     delta = timedelta(
         weeks=parts.get("weeks", 0),

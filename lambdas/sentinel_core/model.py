@@ -151,8 +151,7 @@ class AnomalyGroup:
                 for p in d.get("points", [])
             ],
             contributions=[
-                Contribution(c["dimension"], c["value"], float(c["percent"]))
-                for c in d.get("contributions", [])
+                Contribution(c["dimension"], c["value"], float(c["percent"])) for c in d.get("contributions", [])
             ],
             feedback={k: bool(v) for k, v in d.get("feedback", {}).items()},
         )

@@ -118,9 +118,7 @@ def validate(obj: Any, spec: PipelineSpec, now: datetime | None = None) -> Recor
         if not text:
             raise RecordError("missing_dimension", f"dimension {d!r} is empty")
         if len(text) > MAX_DIMENSION_LENGTH:
-            raise RecordError(
-                "bad_dimension", f"dimension {d!r} is longer than {MAX_DIMENSION_LENGTH} characters"
-            )
+            raise RecordError("bad_dimension", f"dimension {d!r} is longer than {MAX_DIMENSION_LENGTH} characters")
         dims.append(text)
     values: dict[str, float] = {}
     for m in spec.measures:
@@ -141,16 +139,12 @@ def decode_and_validate(data: bytes, spec: PipelineSpec, now: datetime | None = 
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecordError(
-            "not_utf8", f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+        raise RecordError("not_utf8", f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     text = text.strip()
     if not text:
         raise RecordError("empty", "payload is empty")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RecordError(
-            "not_json", f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}"
-        ) from None
+        raise RecordError("not_json", f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from None
     return validate(obj, spec, now)

@@ -89,9 +89,7 @@ class PipelineSpec:
             if m.aggregation not in AGGREGATIONS:
                 raise SpecError(f"aggregation of {m.name} must be SUM or AVG, got {m.aggregation!r}")
         if not _PREFIX.match(self.data_prefix):
-            raise SpecError(
-                f"data_prefix must be lower-case letters, digits and '-', got {self.data_prefix!r}"
-            )
+            raise SpecError(f"data_prefix must be lower-case letters, digits and '-', got {self.data_prefix!r}")
         if not 0 <= self.severity_threshold <= 100:
             raise SpecError(f"severity threshold must be within 0-100, got {self.severity_threshold}")
         if not 0 <= self.backtest_fraction < 1:
@@ -146,9 +144,7 @@ class PipelineSpec:
         env = os.environ if environ is None else environ
         raw = env.get(SPEC_ENV)
         if not raw:
-            raise SpecError(
-                f"environment variable {SPEC_ENV} is not set (the CDK stack sets it on every function)"
-            )
+            raise SpecError(f"environment variable {SPEC_ENV} is not set (the CDK stack sets it on every function)")
         return cls.from_json(raw)
 
 
