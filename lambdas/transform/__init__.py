@@ -1,0 +1,1 @@
+"""Firehose transform Lambda: validate, normalise and partition records by their own interval."""
