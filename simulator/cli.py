@@ -16,6 +16,12 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Metric Sentinel: generate and publish sensor data, provision devices, backtest, feedback, offline demo."""
+    # An explicit callback keeps `python -m simulator <command>` a group even while only one command is registered.
+
+
 def _register() -> None:
     """Import the command modules (each decorates its functions with ``@app.command``)."""
     import importlib
