@@ -406,6 +406,8 @@ def generate_rows(
             * (1.0 + mm.trend * days / 30.0)
             for mm in measures
         ]
+        s0, s1, s2 = [*season, 0.0, 0.0, 0.0][:3]
+        n0, n1, n2 = [*noise, 0.0, 0.0, 0.0][:3]
         effects: dict[int, list[tuple[int, float]]] = {}
         for ei, mi, s, length, kind, mag in plan:
             if s <= k < s + length:
@@ -418,17 +420,16 @@ def generate_rows(
                 if rand() < missing_rate and ei not in effects:
                     gaps[ei] = int(rand() * max_gap)
                     continue
-            if n_meas == 3:  # the common case, unrolled for speed
-                v0 = lv[0] * season[0] * (1.0 + noise[0] * gauss())
-                v1 = lv[1] * season[1] * (1.0 + noise[1] * gauss())
-                v2 = lv[2] * season[2] * (1.0 + noise[2] * gauss())
-                vals = [v0, v1, v2]
-            else:
-                vals = [lv[i] * season[i] * (1.0 + noise[i] * gauss()) for i in range(n_meas)]
-            eff = effects.get(ei)
-            if eff:
-                for mi, factor in eff:
-                    vals[mi] *= factor
+            eff = effects.get(ei) if effects else None
+            if eff is None and n_meas == 3:  # the common case, unrolled for speed
+                v0 = lv[0] * s0 * (1.0 + n0 * gauss())
+                v1 = lv[1] * s1 * (1.0 + n1 * gauss())
+                v2 = lv[2] * s2 * (1.0 + n2 * gauss())
+                yield ts, ts_text, ei, (v0 if v0 > 0.0 else 0.0, v1 if v1 > 0.0 else 0.0, v2 if v2 > 0.0 else 0.0)
+                continue
+            vals = [lv[i] * season[i] * (1.0 + noise[i] * gauss()) for i in range(n_meas)]
+            for mi, factor in eff or ():
+                vals[mi] *= factor
             yield ts, ts_text, ei, tuple(v if v > 0.0 else 0.0 for v in vals)
         k += 1
         ts += dt
