@@ -83,7 +83,10 @@ def parse_number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is a boolean, not a number")
     if isinstance(value, int | float):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # a JSON integer beyond float range (e.g. 1e400 written out) is not a usable reading
+            raise ValueError("integer is too large to be a number") from None
     elif isinstance(value, str) and value.strip():
         f = float(value.strip())
     else:
@@ -147,4 +150,6 @@ def decode_and_validate(data: bytes, spec: PipelineSpec, now: datetime | None = 
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError("not_json", f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # integers beyond Python's digit limit, absurd nesting
+        raise RecordError("not_json", f"payload is not usable JSON: {str(exc)[:200]}") from None
     return validate(obj, spec, now)

@@ -87,6 +87,8 @@ def decode_documents(data: bytes, spec: PipelineSpec, now: datetime) -> list[Rec
             raise RecordError(
                 "not_json", f"document {len(out) + 1} is not JSON: {err.msg} at line {err.lineno} col {err.colno}"
             ) from None
+        except (ValueError, RecursionError) as err:
+            raise RecordError("not_json", f"document {len(out) + 1} is not usable JSON: {str(err)[:200]}") from None
         try:
             out.append(validate(obj, spec, now))
         except RecordError as err:
