@@ -1,0 +1,145 @@
+"""Alert -> IoT Core command, as plain functions (the handler in ``app.py`` only wires clients and Powertools).
+
+The SNS message a subscriber receives is the alert's ``default`` text: Lookout for Metrics' alert JSON. Each
+affected location (the value of the spec's FIRST dimension in ``impactedMetric.relevantTimeSeries``; air-quality's
+``LOCATION_ID``) gets one command on ``spec.command_topic(location)``::
+
+    {"action": "ventilate", "reason": "CO high: 9.4 ppm, expected 2.6 (severity 93)", "alertEventId": "...",
+     "measure": "CO", "severity": 93.4}
+
+Pipelines that are not fed by IoT devices have no command topic: their alerts are ignored (logged, counted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentinel_core import alerts
+from sentinel_core.spec import PipelineSpec
+
+MAX_REASON = 200
+
+
+class AlertParseError(ValueError):
+    """The SNS message is not a Lookout-style alert."""
+
+
+@dataclass(frozen=True)
+class Command:
+    thing: str
+    topic: str
+    payload: dict[str, Any]
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True).encode()
+
+    @property
+    def idempotency_key(self) -> dict[str, str]:
+        """One command per (alert event, location), whatever retries happen."""
+        return {"alertEventId": str(self.payload["alertEventId"]), "topic": self.topic}
+
+
+@dataclass
+class Outcome:
+    alerts: int = 0
+    commands: list[Command] = field(default_factory=list)
+    ignored_non_iot: int = 0
+    without_location: int = 0
+
+
+def alert_messages(event: Mapping[str, Any]) -> list[str]:
+    """The SNS ``Message`` of every record of a Lambda SNS event."""
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:
+        raise AlertParseError("event has no SNS Records")
+    out = []
+    for r in records:
+        sns = r.get("Sns") if isinstance(r, Mapping) else None
+        if not isinstance(sns, Mapping) or not isinstance(sns.get("Message"), str):
+            raise AlertParseError("record is not an SNS notification (no Sns.Message)")
+        out.append(sns["Message"])
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return alerts.fmt_number(float(v)) if isinstance(v, int | float) else str(v)
+
+
+def locations(alert: Mapping[str, Any], dimension: str) -> list[str]:
+    """Distinct values of ``dimension`` among the alert's relevant time series, in order of appearance."""
+    metric = alert.get("impactedMetric") or {}
+    seen: dict[str, None] = {}
+    for ts in metric.get("relevantTimeSeries") or []:
+        for d in ts.get("dimensions") or []:
+            if d.get("dimensionName") == dimension and d.get("dimensionValue"):
+                seen[str(d["dimensionValue"])] = None
+    return list(seen)
+
+
+def reason(alert: Mapping[str, Any], location: str, dimension: str) -> str:
+    metric = alert.get("impactedMetric") or {}
+    measure = metric.get("metricName", "?")
+    series = {s.get("timeSeriesId"): s for s in (alert.get("sentinel") or {}).get("series") or []}
+    for ts in metric.get("relevantTimeSeries") or []:
+        dims = {d.get("dimensionName"): d.get("dimensionValue") for d in ts.get("dimensions") or []}
+        if dims.get(dimension) != location:
+            continue
+        extra = series.get(ts.get("timeSeriesId")) or {}
+        unit = (alert.get("sentinel") or {}).get("unit", "")
+        text = f"{measure} anomaly at {location}: {_fmt(ts.get('metricValue'))}{' ' + unit if unit else ''}"
+        if "expected" in extra:
+            text += f", expected {_fmt(extra['expected'])}"
+        return f"{text} (severity {_fmt(round(float(alert.get('anomalyScore', 0))))})"[:MAX_REASON]
+    return f"{measure} anomaly (severity {_fmt(alert.get('anomalyScore', '?'))})"[:MAX_REASON]
+
+
+def commands_for(alert: Mapping[str, Any], spec: PipelineSpec) -> list[Command]:
+    dimension = spec.dimensions[0]
+    measure = str((alert.get("impactedMetric") or {}).get("metricName", ""))
+    out = []
+    for loc in locations(alert, dimension):
+        payload = {
+            "action": spec.labels.get("command", "ventilate"),
+            "reason": reason(alert, loc, dimension),
+            "alertEventId": alert["alertEventId"],
+            "measure": measure,
+            "severity": float(alert.get("anomalyScore", 0.0)),
+        }
+        out.append(Command(loc, spec.command_topic(loc), payload))
+    return out
+
+
+def handle(
+    messages: Iterable[str],
+    spec: PipelineSpec,
+    send: Callable[[Command], None],
+    log: Callable[[str, dict[str, Any]], None] = lambda msg, extra: None,
+) -> Outcome:
+    """Parse each alert and ``send`` its commands (``send`` is the idempotent IoT publish)."""
+    outcome = Outcome()
+    for text in messages:
+        try:
+            alert = alerts.parse_lookout_alert(text)
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise AlertParseError(f"SNS message is not a Lookout alert: {exc}") from None
+        outcome.alerts += 1
+        if spec.ingest != "iot" or not spec.dimensions or not spec.topic_root:
+            outcome.ignored_non_iot += 1
+            log(
+                "alert ignored: this pipeline has no IoT devices to command",
+                {"preset": spec.preset, "alertEventId": alert["alertEventId"]},
+            )
+            continue
+        cmds = commands_for(alert, spec)
+        if not cmds:
+            outcome.without_location += 1
+            log("alert names no location: no command sent", {"alertEventId": alert["alertEventId"]})
+        for cmd in cmds:
+            send(cmd)
+            outcome.commands.append(cmd)
+            log("command sent", {"topic": cmd.topic, "payload": cmd.payload})
+    return outcome
