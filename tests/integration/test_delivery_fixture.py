@@ -80,7 +80,7 @@ def _template(compression: str = "UNCOMPRESSED") -> dict[str, Any]:
                 "Type": "AWS::IoT::TopicRule",
                 "Properties": {
                     "TopicRulePayload": {
-                        "Sql": f"SELECT * FROM '{SPEC.telemetry_topic_filter}'",
+                        "Sql": f"SELECT * FROM '{SPEC.telemetry_topic_filter}'",  # noqa: S608
                         "AwsIotSqlVersion": "2016-03-23",
                         "Actions": [
                             {
