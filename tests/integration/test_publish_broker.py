@@ -1,0 +1,362 @@
+"""``publish`` end to end against a real Mosquitto broker with mutual TLS on localhost.
+
+The test makes its own CA, a server certificate for localhost/127.0.0.1 and client certificates, starts
+``mosquitto`` on a free port with ``require_certificate true``, listens with a second MQTT client (the same
+AWS IoT Device SDK) and runs ``python -m simulator publish`` as a real subprocess. Without a broker the test
+fails (``make setup`` installs it); it never skips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sentinel_core.records import decode_and_validate
+from sentinel_core.spec import get_preset
+
+from simulator.datagen import generate_dataset, read_records
+from simulator.device import Device, DeviceSettings
+
+SPEC = get_preset("air-quality")
+ROOT = Path(__file__).resolve().parents[2]
+THING = "sensor-1"
+
+
+# -- certificates ---------------------------------------------------------------------------------------------------
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = path.with_suffix(".key")
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return path.with_suffix(".crt"), key_path
+
+
+def make_ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _key()
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def issue(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str, server: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _key()
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca[0].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[1].public_key()),
+            critical=False,
+        )
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(ca[1], hashes.SHA256()), key
+
+
+# -- broker ---------------------------------------------------------------------------------------------------------
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+    if not found:
+        pytest.fail("mosquitto is not installed: run 'make setup' (installs Debian's mosquitto package)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    port: int
+    ca: Path
+    dir: Path
+    log: Path
+
+    def client(self, name: str) -> tuple[Path, Path]:
+        return self.dir / f"{name}.crt", self.dir / f"{name}.key"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    binary = mosquitto_binary()
+    d = tmp_path_factory.mktemp("broker")
+    ca = make_ca("Sentinel Test CA")
+    ca_path, _ = _write(d / "ca", *ca)
+    server_crt, server_key = _write(d / "server", *issue(ca, "localhost", server=True))
+    for name in (THING, "listener"):
+        _write(d / name, *issue(ca, name, server=False))
+    rogue_ca = make_ca("Somebody Else's CA")
+    _write(d / "rogue", *issue(rogue_ca, THING, server=False))
+    port = free_port()
+    log = d / "mosquitto.log"
+    conf = d / "mosquitto.conf"
+    # mosquitto 2.x: listeners are closed to anonymous clients unless allowed; with use_identity_as_username the
+    # certificate's CN becomes the user name, so an authenticated client is not anonymous. Started as root it would
+    # switch to the 'mosquitto' user, which cannot read pytest's private temp dir: 'user' keeps the current user.
+    conf.write_text(
+        f"""per_listener_settings false
+user {getpass.getuser()}
+persistence false
+log_dest file {log}
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+allow_anonymous false
+listener {port} 127.0.0.1
+cafile {ca_path}
+certfile {server_crt}
+keyfile {server_key}
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
+"""
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"mosquitto exited with {proc.returncode}: {out} {log.read_text() if log.exists() else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("mosquitto did not open its port within 10 s")
+            time.sleep(0.05)
+    try:
+        yield Broker(port, ca_path, d, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class Listener:
+    """Second MQTT client: records every telemetry message, can send commands."""
+
+    def __init__(self, broker: Broker, client_id: str) -> None:
+        cert, key = broker.client("listener")
+        self.device = Device(DeviceSettings("localhost", broker.port, cert, key, client_id, ca=broker.ca))
+        self.messages: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Listener:
+        self.device.connect()
+        self.device.subscribe(SPEC.telemetry_topic_filter, self._on)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.device.disconnect()
+
+    def _on(self, topic: str, payload: bytes) -> None:
+        assert topic == SPEC.telemetry_topic(THING)
+        with self._lock:
+            self.messages.append(payload)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def wait_for(self, n: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # a duplicate would arrive now
+
+
+def publish_cmd(broker: Broker, *args: str, cert: str = THING) -> list[str]:
+    crt, key = broker.client(cert)
+    return [
+        sys.executable,
+        "-m",
+        "simulator",
+        "publish",
+        "--endpoint",
+        "localhost",
+        "--port",
+        str(broker.port),
+        "--cert",
+        str(crt),
+        "--key",
+        str(key),
+        "--ca",
+        str(broker.ca),
+        "--thing",
+        THING,
+        *args,
+    ]
+
+
+def run_env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": f"{ROOT / 'lambdas'}:{ROOT}"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    generate_dataset(
+        d, SPEC, days=0.25, locations=3, seed=7, live_start=dt.datetime(2026, 5, 1, tzinfo=dt.UTC), live_hours=1
+    )
+    return d
+
+
+def _key_of(payload: bytes) -> tuple[str, str]:
+    obj = json.loads(payload)
+    return obj["TIMESTAMP"], obj["LOCATION_ID"]
+
+
+def test_every_record_arrives_exactly_once_and_commands_are_printed(broker: Broker, dataset: Path) -> None:
+    history = dataset / "historical_data.json"
+    expected = {(r["TIMESTAMP"], r["LOCATION_ID"]): r for r in read_records(history)}
+    with Listener(broker, "listener-a") as listener:
+        proc = subprocess.Popen(
+            publish_cmd(broker, "--file", str(history), "--rate", "0", "--listen", "8"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=run_env(),
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening for commands for" in line:
+                break
+        else:
+            pytest.fail("publish ended without listening for commands:\n" + "".join(lines))
+        command = {"command": "ventilate", "location": "B-101", "anomaly_group": "g-1"}
+        listener.device.publish(SPEC.command_topic(THING), json.dumps(command).encode()).result(timeout=5)
+        rest, _ = proc.communicate(timeout=20)
+        output = "".join(lines) + rest
+        assert proc.returncode == 0, output
+        listener.wait_for(len(expected))
+    assert "command received" in output and '"ventilate"' in output, output
+    got = [_key_of(m) for m in listener.messages]
+    assert len(got) == len(set(got)) == len(expected), "every record exactly once"
+    assert set(got) == set(expected)
+    for payload in listener.messages:
+        rec = decode_and_validate(payload, SPEC)
+        src = expected[(json.loads(payload)["TIMESTAMP"], rec.dimensions[0])]
+        assert rec.values == {m: float(src[m]) for m in SPEC.measure_names}
+    assert f"{len(expected):,}" in output  # the summary counts them
+
+
+def test_ctrl_c_stops_cleanly_and_resume_has_no_gap_or_duplicate(broker: Broker, dataset: Path) -> None:
+    history = dataset / "historical_data.json"
+    total = sum(1 for _ in read_records(history))
+    with Listener(broker, "listener-b") as listener:
+        proc = subprocess.Popen(
+            publish_cmd(broker, "--file", str(history), "--rate", "60"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=run_env(),
+            cwd=ROOT,
+        )
+        listener.wait_for(20, timeout=15)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 130, out
+        assert "stopped by Ctrl-C" in out
+        skip = int(out.split("--skip ")[1].split(".")[0].replace(",", ""))
+        listener.wait_for(skip)
+        first = [_key_of(m) for m in listener.messages]
+        assert len(first) == len(set(first)) == skip, out  # all confirmed, none twice
+        assert skip < total
+        again = subprocess.run(
+            publish_cmd(broker, "--file", str(history), "--rate", "0", "--skip", str(skip)),
+            capture_output=True,
+            text=True,
+            env=run_env(),
+            cwd=ROOT,
+            timeout=30,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        listener.wait_for(total)
+    got = [_key_of(m) for m in listener.messages]
+    assert len(got) == len(set(got)) == total
+
+
+def test_certificate_from_another_ca_is_rejected_clearly(broker: Broker, dataset: Path) -> None:
+    t0 = time.monotonic()
+    res = subprocess.run(
+        publish_cmd(broker, "--file", str(dataset / "live_data.csv"), "--count", "3", cert="rogue"),
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - t0
+    output = res.stdout + res.stderr
+    assert res.returncode == 1, output
+    assert "certificate" in output and f"localhost:{broker.port}" in output, output
+    assert "Traceback" not in output
+    assert elapsed < 25, f"took {elapsed:.0f}s: a rejected certificate must fail fast, not hang"
