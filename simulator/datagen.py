@@ -121,7 +121,92 @@ def _air_quality_model(spec: PipelineSpec) -> PresetModel:
     )
 
 
-MODELS: dict[str, Callable[[PipelineSpec], PresetModel]] = {"air-quality": _air_quality_model}
+# Loyalty: daily points per store. Weekends are busier; "double points Tuesday" (a weekly promotion) lifts what is
+# earned on Tuesdays, and redemptions follow a day later. Both are weekly patterns the detector learns.
+_PROMOTION = {1: (1.6, 1.0), 2: (1.0, 1.25)}  # weekday -> (earned factor, redeemed factor)
+
+
+def _loyalty_promotions(row: Row, rng: random.Random) -> Iterable[Row]:
+    ts, text, ei, vals = row
+    f = _PROMOTION.get(ts.weekday())
+    if f is None:
+        return (row,)
+    return ((ts, text, ei, tuple(v * k for v, k in zip(vals, f, strict=False))),)
+
+
+def _loyalty_model(spec: PipelineSpec) -> PresetModel:
+    return PresetModel(
+        spec=spec,
+        measures={
+            "points_earned": MeasureModel(base=1200.0, weekly=-0.35, trend=0.02, noise=0.08, decimals=0, spread=0.5),
+            "points_redeemed": MeasureModel(base=420.0, weekly=-0.2, trend=0.01, noise=0.12, decimals=0, spread=0.5),
+        },
+        entities=lambda n: [(loc,) for loc in location_ids(n)],
+        missing_rate=0.0005,
+        max_gap=2,
+        expand=_loyalty_promotions,
+    )
+
+
+# E-commerce: page views per (page type, platform, marketplace) every 10 minutes. The conversion funnel and the
+# platform / marketplace mix scale a common level; counts get Poisson noise. Rows stay aggregated (``views`` = the
+# count) so history files are compact; ``simulator stream`` turns each count into that many page-view events.
+ECOMMERCE_PAGE_TYPES = {"product_page": 1.0, "cart": 0.25, "checkout": 0.1}
+ECOMMERCE_PLATFORMS = {"web": 1.0, "ios": 0.6, "android": 0.5}
+ECOMMERCE_MARKETPLACES = {"US": 1.0, "UK": 0.45, "DE": 0.4, "FR": 0.3, "JP": 0.25, "CA": 0.2, "ES": 0.18, "IT": 0.16}
+
+
+def ecommerce_entities(n: int) -> list[tuple[str, ...]]:
+    """Marketplace-major so the first entities cover every page type and platform of the biggest market."""
+    allowed = len(ECOMMERCE_PAGE_TYPES) * len(ECOMMERCE_PLATFORMS) * len(ECOMMERCE_MARKETPLACES)
+    if n > allowed:
+        raise ValueError(f"the ecommerce preset has {allowed} (page type, platform, marketplace) combinations, not {n}")
+    combos: list[tuple[str, ...]] = [
+        (p, pl, m) for m in ECOMMERCE_MARKETPLACES for pl in ECOMMERCE_PLATFORMS for p in ECOMMERCE_PAGE_TYPES
+    ]
+    return combos[:n]
+
+
+def _poisson(lam: float, rng: random.Random) -> float:
+    if lam <= 0.0:
+        return 0.0
+    if lam > 60.0:  # normal approximation
+        return float(max(0, round(rng.gauss(lam, math.sqrt(lam)))))
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return float(k)
+        k += 1
+
+
+def _ecommerce_model(spec: PipelineSpec) -> PresetModel:
+    combos = ecommerce_entities(len(ECOMMERCE_PAGE_TYPES) * len(ECOMMERCE_PLATFORMS) * len(ECOMMERCE_MARKETPLACES))
+    factor = {c: ECOMMERCE_PAGE_TYPES[c[0]] * ECOMMERCE_PLATFORMS[c[1]] * ECOMMERCE_MARKETPLACES[c[2]] for c in combos}
+    index = {i: factor[c] for i, c in enumerate(combos)}
+
+    def counts(row: Row, rng: random.Random) -> Iterable[Row]:
+        ts, text, ei, vals = row
+        return ((ts, text, ei, tuple(_poisson(v * index[ei], rng) for v in vals)),)
+
+    return PresetModel(
+        spec=spec,
+        measures={
+            "views": MeasureModel(
+                base=400.0, daily=0.7, weekly=-0.15, noise=0.03, decimals=0, spread=0.05, peaks=(13.0, 20.5)
+            )
+        },
+        entities=ecommerce_entities,
+        missing_rate=0.0,
+        expand=counts,
+    )
+
+
+MODELS: dict[str, Callable[[PipelineSpec], PresetModel]] = {
+    "air-quality": _air_quality_model,
+    "loyalty": _loyalty_model,
+    "ecommerce": _ecommerce_model,
+}
 
 
 def preset_model(spec: PipelineSpec) -> PresetModel:
