@@ -16,6 +16,7 @@ from sentinel_core.spec import SpecError, get_preset
 
 from simulator.cli import app
 from simulator.datagen import ANOMALY_KINDS, generate_dataset
+from simulator.uploads import generate_upload, print_upload_summary
 
 console = Console(stderr=True)
 
@@ -32,7 +33,9 @@ def parse_start(text: str | None) -> datetime | None:
 @app.command()
 def generate(
     preset: Annotated[str, typer.Option(help="Pipeline preset whose schema the data follows.")] = "air-quality",
-    days: Annotated[float, typer.Option(min=0.01, help="Days of history before the live start.")] = 14.0,
+    days: Annotated[
+        float | None, typer.Option(min=0.01, help="Days of history before the live start (loyalty: of the file).")
+    ] = None,
     locations: Annotated[int, typer.Option(min=1, max=10000, help="Number of locations (A-1002, B-101, ...).")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed: same seed and --start, same files.")] = 42,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/data"),
@@ -50,6 +53,7 @@ def generate(
     kinds: Annotated[
         str, typer.Option(help=f"Comma-separated anomaly kinds to inject ({', '.join(ANOMALY_KINDS)}).")
     ] = ",".join(ANOMALY_KINDS),
+    bad_rows: Annotated[int, typer.Option(min=0, help="Upload presets (loyalty): append rows with known errors.")] = 0,
 ) -> None:
     """Generate DIR/historical_data.json, DIR/live_data.csv (starting now) and DIR/labels.csv.
 
@@ -62,10 +66,17 @@ def generate(
             spec = spec.with_overrides(interval=interval)
         kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
         t0 = time.perf_counter()
+        if spec.ingest == "s3":  # upload presets (loyalty): one CSV file + labels, see simulator.uploads
+            up = generate_upload(
+                out, spec, days or 365.0, locations, seed, parse_start(start), anomalies, kind_list, bad_rows
+            )
+            print_upload_summary(up, spec, console)
+            console.print(f"generated {up.records:,} rows in {time.perf_counter() - t0:.1f}s")
+            return
         summary = generate_dataset(
             out,
             spec,
-            days=days,
+            days=days or 14.0,
             locations=locations,
             seed=seed,
             live_start=parse_start(start),
