@@ -44,7 +44,9 @@ class DeviceError(RuntimeError):
     """A connection problem explained for people."""
 
 
-def explain(exc: BaseException, where: str) -> str:
+def explain(exc: BaseException, where: str, connecting: bool = True) -> str:
+    if isinstance(exc, AwsCrtError) and not connecting:  # an established connection dropped: hints would mislead
+        return f"{where}: {exc.message} ({exc.name})"
     if isinstance(exc, AwsCrtError):
         hint = _HINTS.get(exc.name)
         if hint is None and exc.name.startswith("AWS_IO_TLS"):
@@ -114,7 +116,7 @@ class Device:
         self.connected.clear()
         with self._lock:
             self.interruptions += 1
-        self._on_event(explain(error, "connection lost, reconnecting with backoff"))
+        self._on_event(explain(error, "connection lost, reconnecting with backoff", connecting=False))
 
     def _resumed(self, connection: Any, return_code: Any, session_present: bool, **_: Any) -> None:
         self.connected.set()
