@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 # The intervals Lookout for Metrics (and so the deployed detector) accepts.
 DETECTOR_INTERVALS: tuple[str, ...] = ("PT5M", "PT10M", "PT1H", "P1D")
@@ -15,6 +16,7 @@ _DURATION = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=64)  # pure and hot: the transform floors every record (timedelta is immutable)
 def parse_duration(text: str) -> timedelta:
     """Parse an ISO-8601 duration made of weeks, days, hours, minutes and seconds (``PT5M``, ``P1D``, ``PT90S``).
 

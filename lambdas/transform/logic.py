@@ -34,8 +34,10 @@ OK = "Ok"
 FAILED = "ProcessingFailed"
 INTERNAL_ERROR = "internal_error"
 RESPONSE_TOO_LARGE = "response_too_large"
-# Synchronous Lambda response limit is 6 MB (6,291,456 bytes); keep a margin for the runtime's own framing.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 64 * 1024
+# Synchronous Lambda response limit: 6 MB (6,291,456 bytes), with a small margin for the runtime's framing. A failed
+# entry ({recordId, result, data}) is smaller than the request entry ({recordId, approximateArrivalTimestamp, data}),
+# so failing every record always fits when the request did.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 1024
 _ENTRY_OVERHEAD = len(json.dumps({"recordId": "", "result": FAILED, "data": ""})) + 2  # ", " between entries
 
 
@@ -171,8 +173,21 @@ def _failed_entry(o: Outcome) -> dict[str, Any]:
     return {"recordId": o.record_id, "result": FAILED, "data": o.original_b64}
 
 
+_COMPACT = (",", ":")
+_OK_FRAME = len(
+    json.dumps({"recordId": "", "result": OK, "data": "", "metadata": {"partitionKeys": ""}}, separators=_COMPACT)
+)
+_FAILED_FRAME = len(json.dumps({"recordId": "", "result": FAILED, "data": ""}, separators=_COMPACT))
+
+
 def _size(entry: Mapping[str, Any]) -> int:
-    return len(json.dumps(entry, separators=(",", ":"))) + 1
+    """Serialised size of one response entry (+1 for the separator), without serialising the base64 payload."""
+    rid = len(json.dumps(entry["recordId"])) - 2
+    data = len(entry["data"])  # base64: never escaped
+    if entry["result"] == OK:
+        keys = len(json.dumps(entry["metadata"]["partitionKeys"], separators=_COMPACT)) - 2  # replaces the ""
+        return _OK_FRAME + rid + data + keys + 1
+    return _FAILED_FRAME + rid + data + 1
 
 
 def build_response(
@@ -186,12 +201,18 @@ def build_response(
     prefix) instead of the whole invocation failing.
     """
     fallback = [_size(_failed_entry(o)) for o in outcomes]
-    reserved = sum(fallback) + 64
+    reserve = list(fallback)
+    reserved = sum(reserve) + 64
+    if reserved > max_bytes:
+        # Cannot happen for a request Lambda accepted (see MAX_RESPONSE_BYTES); if it does, reserving is pointless:
+        # keep records Ok while they fit rather than failing all of them.
+        reserve = [0] * len(reserve)
+        reserved = 0
     used = 0
     entries: list[dict[str, Any]] = []
     final: list[Outcome] = []
-    for o, fb in zip(outcomes, fallback, strict=True):
-        reserved -= fb
+    for o, fb, rs in zip(outcomes, fallback, reserve, strict=True):
+        reserved -= rs
         if o.ok:
             entry = _ok_entry(o)
             size = _size(entry)

@@ -289,3 +289,11 @@ def test_missing_spec_env_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("SENTINEL_SPEC", raising=False)
     with pytest.raises(ValueError, match="SENTINEL_SPEC"):
         app.lambda_handler(direct_put_event([json.dumps(reading())]), FakeContext())
+
+
+def test_response_limit_below_even_the_fallback_keeps_what_fits() -> None:
+    event = direct_put_event([json.dumps(reading())] * 20)
+    response, outcomes = logic.transform_batch(event, SPEC, max_bytes=1000)
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
+    assert 0 < sum(o.ok for o in outcomes) < 20
+    assert {o.reason for o in outcomes if not o.ok} == {"response_too_large"}
