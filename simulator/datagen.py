@@ -577,11 +577,12 @@ def write_records(
     rows: Iterable[Row],
     entities: Sequence[tuple[str, ...]],
     fmt: Literal["jsonl", "csv"],
+    seed: int | str = 0,
 ) -> int:
     """Stream rows to ``path`` as JSON lines or CSV (with a header); returns the number of records written."""
     model = preset_model(spec)
     if model.expand is not None:
-        rows = _expanded(rows, model, "files")
+        rows = _expanded(rows, model, seed)
     json_tpl, csv_tpl = _templates(spec, model)
     if fmt == "jsonl":
         tpl = json_tpl
@@ -693,7 +694,7 @@ def generate_dataset(
         labels += plan_anomalies(spec, live0, live1, ents, f"{seed}:live", live_anomalies, kinds)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_hist = write_records(
-        out_dir / HISTORY_FILE, spec, generate_rows(spec, hist0, live0, ents, seed, labels), ents, "jsonl"
+        out_dir / HISTORY_FILE, spec, generate_rows(spec, hist0, live0, ents, seed, labels), ents, "jsonl", seed
     )
     n_live = write_records(
         out_dir / LIVE_FILE,
@@ -701,6 +702,7 @@ def generate_dataset(
         generate_rows(spec, live0, live1, ents, seed, labels, trend_origin=hist0),
         ents,
         "csv",
+        seed,
     )
     write_labels(out_dir / LABELS_FILE, labels)
     return DatasetSummary(out_dir, hist0, live0, live1, ents, n_hist, n_live, sorted(labels))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -224,3 +225,41 @@ def test_cli_generate(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["generate", "--out", str(tmp_path), "--interval", "PT7M"])
     assert bad.exit_code == 2
     assert "interval must be one of" in bad.output
+
+
+def test_a_new_preset_plugs_in_with_a_small_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What issue 7 does for ecommerce: an event-stream preset registers a model whose ``expand`` emits events."""
+    from sentinel_core.spec import Measure, PipelineSpec
+
+    from simulator import datagen
+
+    spec = PipelineSpec(
+        preset="toy-events",
+        ingest="kinesis",
+        interval="PT10M",
+        timestamp_column="event_time",
+        dimensions=("page_type",),
+        measures=(Measure("views", "SUM", "views", default=1.0),),
+        data_prefix="toy",
+    )
+
+    def expand(row: datagen.Row, rng: random.Random) -> list[datagen.Row]:
+        ts, _, ei, (views,) = row
+        return [(ts, ts.strftime("%Y-%m-%d %H:%M:%S"), ei, (1.0,)) for _ in range(round(views))]
+
+    def model(s: PipelineSpec) -> datagen.PresetModel:
+        return datagen.PresetModel(
+            spec=s,
+            measures={"views": datagen.MeasureModel(base=5.0, daily=0.5, noise=0.1, decimals=0)},
+            entities=lambda n: [(p,) for p in ("product", "cart", "checkout")[:n]],
+            missing_rate=0.0,
+            expand=expand,
+        )
+
+    monkeypatch.setitem(datagen.MODELS, "toy-events", model)
+    events = list(generate_records(spec, T0, T0 + timedelta(hours=1), 3, seed=1))
+    rows = list(generate_rows(spec, T0, T0 + timedelta(hours=1), 3, seed=1))
+    assert len(events) == sum(round(v[0]) for *_, v in rows) > len(rows)
+    assert all(validate(e, spec).values == {"views": 1.0} for e in events)
+    n = datagen.write_records(tmp_path / "e.json", spec, iter(rows), datagen.resolve_entities(spec, 3), "jsonl", 1)
+    assert n == len(events)
