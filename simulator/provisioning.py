@@ -235,6 +235,11 @@ def provision(
             raise ProvisionError(
                 f"{certs_dir} holds the credentials of thing {previous.thing!r}; use another --certs-dir for {thing!r}"
             )
+    if previous is not None and previous.region != region_name:
+        raise ProvisionError(
+            f"{certs_dir} was provisioned in region {previous.region}, not {region_name}: pass --region "
+            f"{previous.region}, or use another --certs-dir for a device in {region_name}"
+        )
     if rotate and previous is None:
         raise ProvisionError(f"--rotate needs an existing provisioning in {certs_dir} (no {CONFIG_FILE} there)")
     actions: list[str] = []

@@ -233,6 +233,9 @@ def publish(
     except DeviceError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("interrupted while connecting: nothing was sent")
+        raise typer.Exit(130) from None
     console.print(f"connected to {settings.endpoint}:{settings.port} as {settings.client_id!r}; publishing to {topic}")
     try:
         device.subscribe(spec.command_topic(thing_name), _print_command)

@@ -156,6 +156,8 @@ def test_other_thing_in_the_same_directory_is_refused(iot: Any, tmp_path: Path) 
     provision("sensor-5", tmp_path, SPEC)
     with pytest.raises(ProvisionError, match="holds the credentials of thing 'sensor-5'"):
         provision("sensor-6", tmp_path, SPEC)
+    with pytest.raises(ProvisionError, match="was provisioned in region eu-west-1, not us-east-1"):
+        provision("sensor-5", tmp_path, SPEC, region="us-east-1")
     with pytest.raises(ProvisionError, match="must be 1-128 characters"):
         provision("bad/name", tmp_path / "x", SPEC)
     with pytest.raises(ProvisionError, match="does not ingest over MQTT"):
