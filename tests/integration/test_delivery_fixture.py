@@ -237,3 +237,132 @@ def test_schedules() -> None:
     assert daily.fire_times(T0, T0 + timedelta(days=1)) == [datetime(2026, 3, 24, 1, 30, tzinfo=UTC)]
     weekdays = Schedule.parse("cron(0 9 ? * MON-FRI *)")
     assert [t.weekday() for t in weekdays.fire_times(T0, T0 + timedelta(days=7))] == [1, 2, 3, 4, 0]
+
+
+PROBE = """
+import json, os
+import boto3
+
+def lambda_handler(event, context):
+    s3 = boto3.client("s3")
+    n = len(s3.list_objects_v2(Bucket=os.environ["DATA_BUCKET"], Prefix="probe/").get("Contents", []))
+    s3.put_object(Bucket=os.environ["DATA_BUCKET"], Key=f"probe/{n:04d}-{context.function_name}.json",
+                  Body=json.dumps(event).encode())
+    if event.get("detail-type") == "Scheduled Event":
+        boto3.client("sns").publish(TopicArn=os.environ["ALERT_TOPIC_ARN"], Message=json.dumps({"at": event["time"]}),
+                                    Subject="tick")
+    return {"ok": True}
+"""
+
+
+def _wide_template() -> dict[str, Any]:
+    body = _template()
+    res = body["Resources"]
+    ecom = get_preset("ecommerce")
+    res["Clicks"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}}
+    clicks_fh = json.loads(json.dumps(res["Stream"]))
+    clicks_fh["Properties"]["DeliveryStreamType"] = "KinesisStreamAsSource"
+    clicks_fh["Properties"]["KinesisStreamSourceConfiguration"] = {
+        "KinesisStreamARN": {"Fn::GetAtt": ["Clicks", "Arn"]},
+        "RoleARN": "arn:aws:iam::123456789012:role/x",
+    }
+    dest = clicks_fh["Properties"]["ExtendedS3DestinationConfiguration"]
+    dest["Prefix"], dest["ErrorOutputPrefix"] = layout.firehose_prefix(ecom), layout.firehose_error_prefix(ecom)
+    dest["ProcessingConfiguration"]["Processors"][0]["Parameters"][0]["ParameterValue"] = {
+        "Fn::GetAtt": ["EcomTransform", "Arn"]
+    }
+    res["ClicksFirehose"] = clicks_fh
+    ecom_fn = json.loads(json.dumps(res["Transform"]))
+    ecom_fn["Properties"]["Environment"]["Variables"]["SENTINEL_SPEC"] = ecom.to_json()
+    res["EcomTransform"] = ecom_fn
+    res["Alerts"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
+    res["AlertQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
+    res["Probe"] = {
+        "Type": "AWS::Lambda::Function",
+        "Metadata": {"aws:asset:path": "asset.local"},
+        "Properties": {
+            "Handler": "probe.app.lambda_handler",
+            "Timeout": 30,
+            "Environment": {"Variables": {"DATA_BUCKET": {"Ref": "DataBucket"}, "ALERT_TOPIC_ARN": {"Ref": "Alerts"}}},
+        },
+    }
+    res["ProbeSub"] = {
+        "Type": "AWS::SNS::Subscription",
+        "Properties": {
+            "Protocol": "lambda",
+            "TopicArn": {"Ref": "Alerts"},
+            "Endpoint": {"Fn::GetAtt": ["Probe", "Arn"]},
+        },
+    }
+    res["QueueSub"] = {
+        "Type": "AWS::SNS::Subscription",
+        "Properties": {
+            "Protocol": "sqs",
+            "TopicArn": {"Ref": "Alerts"},
+            "Endpoint": {"Fn::GetAtt": ["AlertQueue", "Arn"]},
+        },
+    }
+    res["Every5"] = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "ScheduleExpression": "rate(5 minutes)",
+            "State": "ENABLED",
+            "Targets": [{"Arn": {"Fn::GetAtt": ["Probe", "Arn"]}, "Id": "Target0"}],
+        },
+    }
+    res["Table"] = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+        },
+    }
+    return body
+
+
+def test_kinesis_source_schedule_sns_fanout_and_tables(tmp_path: Path) -> None:
+    out = make_assembly(tmp_path)
+    (out / "asset.local" / "probe").mkdir()
+    (out / "asset.local" / "probe" / "__init__.py").write_text("")
+    (out / "asset.local" / "probe" / "app.py").write_text(PROBE)
+    (out / "Local.template.json").write_text(json.dumps(_wide_template()))
+    with mock_aws():
+        p = LocalPipeline.from_assembly(out).start()
+        ecom = get_preset("ecommerce")
+        stream = p.physical_name("Clicks")
+        ok = {"event_time": "2026-03-23T10:17:00Z", "page_type": "cart", "platform": "web", "marketplace": "US"}
+        p.put_kinesis(stream, json.dumps(ok), "u1", now=T0 + timedelta(minutes=11))
+        p.put_kinesis(stream, "garbage", "u2", now=T0 + timedelta(minutes=11))
+        # Schedule: 10:07 -> 10:21 fires at 10:10, 10:15, 10:20; the Firehose buffer (due 10:19) is delivered first.
+        p.tick(T0)
+        fired = p.tick(T0 + timedelta(minutes=14))
+        assert [t.strftime("%H:%M") for _, t, _ in fired] == ["10:10", "10:15", "10:20"]
+        live = objects(p, layout.live_root(ecom))
+        assert [k.rsplit("/", 1)[0] for k in live] == ["ecommerce/live/20260323/1010"]
+        [err] = objects(p, layout.error_root(ecom)).values()
+        doc = json.loads(err)
+        assert doc["errorCode"] == "Lambda.ProcessingFailedStatus" and doc["sequenceNumber"]
+        probes = objects(p, "probe/")
+        events = [json.loads(v) for _, v in sorted(probes.items())]
+        scheduled = [e for e in events if e.get("detail-type") == "Scheduled Event"]
+        assert [e["time"] for e in scheduled] == [
+            "2026-03-23T10:10:00Z",
+            "2026-03-23T10:15:00Z",
+            "2026-03-23T10:20:00Z",
+        ]
+        assert scheduled[0]["resources"] == [p.resource("Every5").arn]
+        sns_events = [e for e in events if "Records" in e]
+        assert len(sns_events) == 3  # each scheduled run published once; SNS -> Lambda delivered each
+        assert sns_events[0]["Records"][0]["Sns"]["Subject"] == "tick"
+        assert json.loads(sns_events[0]["Records"][0]["Sns"]["Message"]) == {"at": "2026-03-23T10:10:00Z"}
+        queue = p.client("sqs").receive_message(QueueUrl=p.resource("AlertQueue").ref, MaxNumberOfMessages=10)
+        assert len(queue.get("Messages", [])) == 3  # SNS -> SQS by moto itself
+        ttl = p.client("dynamodb").describe_time_to_live(TableName=p.physical_name("Table"))
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
+        assert p.ledger.records_in == 2 == p.ledger.delivered + p.ledger.failed
+        assert p.ledger.scheduled_invocations == 3 and p.ledger.sns_deliveries == 3
