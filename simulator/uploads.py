@@ -91,7 +91,7 @@ def generate_upload(
     not_before = min(report0 + timedelta(days=14), report0 + (t1 - report0) / 4)
     labels = plan_anomalies(spec, t0, t1, ents, seed, anomalies, kinds, not_before=not_before) if anomalies else []
     path = out_dir / upload_file_name(spec)
-    records = write_records(path, spec, generate_rows(spec, t0, t1, ents, seed, labels), ents, "csv")
+    records = write_records(path, spec, generate_rows(spec, t0, t1, ents, seed, labels), ents, "csv", seed)
     if bad_rows:
         with path.open("a", encoding="utf-8", newline="") as fh:
             for i in range(bad_rows):
