@@ -114,9 +114,11 @@ class LocalPipeline:
 
     @classmethod
     def synth(cls, context: Mapping[str, Any], outdir: str | Path, stack: str | None = None) -> LocalPipeline:
-        """Synthesize the CDK app with ``context`` into ``outdir`` (real CDK synth) and load it."""
-        from infra.app import build_app  # the infra package's entry point (imports aws_cdk)
+        """Synthesize the CDK app with ``context`` into ``outdir`` (real CDK synth: ``infra.app.build_app``) and
+        load it."""
+        import importlib
 
+        build_app = importlib.import_module("infra.app").build_app  # imports aws_cdk: only when synthesizing
         build_app(dict(context), str(outdir))
         return cls.from_assembly(outdir, stack)
 
