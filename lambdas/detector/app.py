@@ -1,0 +1,108 @@
+"""Built-in detector Lambda handler (thin: the work is in ``detector.runner``).
+
+Triggered by the EventBridge schedule (interval + ``SCHEDULE_OFFSET_SECONDS``). Environment: ``SENTINEL_SPEC``,
+``DATA_BUCKET``, ``ALERT_TOPIC_ARN``, ``ANOMALY_TABLE``, ``IDEMPOTENCY_TABLE``, ``DETECTOR_ID``,
+``SCHEDULE_OFFSET_SECONDS``, ``ALERT_FILTER``, ``CONSOLE_BASE_URL``, Powertools settings.
+
+Idempotency: a run is keyed on (detector id, closed interval start) with Powertools idempotency (DynamoDB): a
+double schedule or a redelivered event returns the first run's report and does nothing. A run that fails leaves no
+idempotency record, so the retry runs again from the saved model state; the alert ledger in the anomaly table then
+guarantees each (group, interval) alert is published once (see ``sentinel_core.store.claim_alert``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from detector import runner
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "detector"))
+metrics = Metrics()
+tracer = Tracer()
+
+RUN_IDEMPOTENCY_SECONDS = 2 * 86400  # longer than EventBridge's 24 h retry window
+
+
+@dataclass
+class Runtime:
+    settings: runner.Settings
+    clients: runner.Clients
+    config: IdempotencyConfig
+    once: Callable[..., dict[str, Any]]
+
+
+def _replayed(response: Any, idempotent_data: DataRecord) -> Any:
+    """Powertools calls this when it returns a stored result instead of running: mark it (no double metrics)."""
+    if isinstance(response, dict):
+        return {**response, "replayed": True}
+    return response
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = runner.Settings.from_env()
+    table = os.environ.get("IDEMPOTENCY_TABLE")
+    if not table:
+        raise runner.ConfigError("environment variable IDEMPOTENCY_TABLE is not set (the CDK stack sets it)")
+    clients = runner.Clients(s3=boto3.client("s3"), ddb=boto3.client("dynamodb"), sns=boto3.client("sns"))
+    config = IdempotencyConfig(expires_after_seconds=RUN_IDEMPOTENCY_SECONDS, response_hook=_replayed)
+    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=clients.ddb)
+
+    def process(*, job: dict[str, str], time_left: Callable[[], int] | None = None) -> dict[str, Any]:
+        closed = datetime.fromisoformat(job["interval"])
+        return runner.run(clients, settings, closed, time_left).to_dict()
+
+    once = idempotent_function(
+        process, data_keyword_argument="job", persistence_store=persistence, config=config, key_prefix="detector-run"
+    )
+    return Runtime(settings, clients, config, once)
+
+
+def emit_metrics(report: dict[str, Any]) -> None:
+    replay = bool(report.get("replayed"))
+    for name, key in (
+        ("IntervalsScored", "intervals_scored"),
+        ("SeriesScored", "series_scored"),
+        ("Anomalies", "anomalies"),
+        ("AlertsSent", "alerts_sent"),
+        ("LateRecords", "late_records"),
+        ("BadRecords", "bad_records"),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=0 if replay else int(report.get(key, 0)))
+    metrics.add_metric(name="RunsReplayed", unit=MetricUnit.Count, value=1 if replay else 0)
+    metrics.add_metric(name="BacklogIntervals", unit=MetricUnit.Count, value=int(report.get("backlog_left", 0)))
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        rt = runtime()
+        rt.config.register_lambda_context(context)
+        closed = runner.closed_interval(event, rt.settings)
+        job = {"detector_id": rt.settings.detector_id, "interval": closed.isoformat()}
+        report = rt.once(job=job, time_left=context.get_remaining_time_in_millis)
+    except Exception:
+        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        raise
+    if report.get("replayed"):
+        logger.info("run already done for this interval: nothing repeated", extra={"job": job})
+    emit_metrics(report)
+    return report

@@ -1,0 +1,472 @@
+"""The built-in detector's run: plain functions the thin Lambda handler (``app.py``) calls.
+
+One run, triggered by the EventBridge schedule:
+
+1. the closed interval is ``floor(event.time - SCHEDULE_OFFSET_SECONDS) - interval`` (the event's time, never the
+   wall clock, so the offline runtime drives simulated time);
+2. the model state is loaded from S3; without one the detector warms up on the historical prefix first;
+3. pending feedback is applied to the model;
+4. folders of recently scored intervals are re-listed: objects that appeared after their interval was scored are
+   LATE — counted (metric ``LateRecords``) and logged with their keys, never scored (scores are causal and an alert
+   already went out; the fix is a longer ``SCHEDULE_OFFSET_SECONDS``). Lateness is decided by object key, not by
+   clocks: the state remembers which keys each recent interval was scored from;
+5. every interval after the last scored one, up to the closed one, is scored in order (at most
+   ``MAX_INTERVALS_PER_RUN`` per run, the rest on the next runs; a backlog beyond ``MAX_BACKLOG`` intervals is
+   skipped with a warning): EXACTLY that interval's folder is read (gzip or not, JSON lines or CSV), lines are
+   validated (bad ones counted by reason), aggregated, scored, grouped; groups are stored in DynamoDB and alerts
+   above the threshold that pass ``ALERT_FILTER`` are published once per (group, interval) through the ledger;
+6. the state is saved (also every ``CHECKPOINT_EVERY`` intervals during a long catch-up), then the applied feedback
+   is marked as such.
+
+Crash safety: a run that dies after publishing but before saving the state is retried from the old state; the same
+intervals give the same groups (deterministic ids) and the ledger says the alert is SENT, so nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from sentinel_core import aggregate as agg
+from sentinel_core import alerts, csv_input, groups, layout, store
+from sentinel_core.detector import Detector
+from sentinel_core.intervals import interval_range, interval_seconds, last_closed_interval, to_utc
+from sentinel_core.model import AnomalyGroup, PointScore
+from sentinel_core.records import Record, RecordError, parse_timestamp, validate
+from sentinel_core.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "detector"), child=True)
+
+STATE_FORMAT = 1
+MAX_INTERVALS_PER_RUN = 288  # one day of PT5M
+MAX_BACKLOG = 2880  # ten such runs; older intervals are skipped (logged) rather than replayed for days
+CHECKPOINT_EVERY = 48
+LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late objects
+MAX_LOGGED_BAD = 20
+
+
+class ConfigError(ValueError):
+    """A missing or wrong environment variable; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    spec: PipelineSpec
+    bucket: str
+    topic_arn: str
+    table: str
+    detector_id: str
+    offset_seconds: int = 0
+    alert_filter: alerts.AlertFilter = field(default_factory=alerts.AlertFilter)
+    console_base_url: str | None = None
+    max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
+    max_backlog: int = MAX_BACKLOG
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        spec = PipelineSpec.from_env(env)
+        missing = [k for k in ("DATA_BUCKET", "ALERT_TOPIC_ARN", "ANOMALY_TABLE", "DETECTOR_ID") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set (the CDK stack sets them)")
+        try:
+            offset = int(env.get("SCHEDULE_OFFSET_SECONDS", "0") or 0)
+        except ValueError:
+            raise ConfigError(
+                f"SCHEDULE_OFFSET_SECONDS must be whole seconds, got {env['SCHEDULE_OFFSET_SECONDS']!r}"
+            ) from None
+        return cls(
+            spec=spec,
+            bucket=env["DATA_BUCKET"],
+            topic_arn=env["ALERT_TOPIC_ARN"],
+            table=env["ANOMALY_TABLE"],
+            detector_id=env["DETECTOR_ID"],
+            offset_seconds=offset,
+            alert_filter=alerts.AlertFilter.from_env(spec, env),
+            console_base_url=env.get("CONSOLE_BASE_URL") or None,
+        )
+
+    @property
+    def step(self) -> int:
+        return interval_seconds(self.spec.interval)
+
+    def alert_context(self) -> alerts.AlertContext:
+        return alerts.AlertContext.from_topic_arn(self.detector_id, self.topic_arn, self.bucket, self.console_base_url)
+
+
+@dataclass
+class Clients:
+    s3: S3Client
+    ddb: DynamoDBClient
+    sns: SNSClient
+
+
+@dataclass
+class RunReport:
+    """What one run did; the handler turns it into metrics and returns it."""
+
+    closed_interval: str = ""
+    intervals_scored: int = 0
+    first_interval: str | None = None
+    last_interval: str | None = None
+    backlog_left: int = 0
+    skipped_intervals: int = 0
+    warmup_intervals: int = 0
+    warmup_records: int = 0
+    series_scored: int = 0
+    anomalies: int = 0
+    groups: int = 0
+    alerts_sent: int = 0
+    alerts_already_sent: int = 0
+    alerts_filtered: int = 0
+    records: int = 0
+    bad_records: int = 0
+    bad_reasons: dict[str, int] = field(default_factory=dict)
+    late_records: int = 0
+    late_objects: list[str] = field(default_factory=list)
+    feedback_applied: int = 0
+    stopped_early: bool = False
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading S3 objects
+# ----------------------------------------------------------------------------------------------------------------
+def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
+    """The newest closed interval for a scheduled event (``time``, ISO-8601)."""
+    raw = event.get("time")
+    if not raw:
+        raise ValueError("event has no 'time': the detector runs on EventBridge scheduled events")
+    now = parse_timestamp(raw)
+    return last_closed_interval(now, settings.spec.interval, settings.offset_seconds)
+
+
+def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
+    """Object keys under ``prefix`` (all pages), sorted; 'folders' placeholders ending in / are skipped."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+    return sorted(keys)
+
+
+def _decode(body: bytes) -> str:
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    return body.decode("utf-8-sig")
+
+
+def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded object) per non-empty line; a line that is not JSON yields a ``RecordError``."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield n, RecordError("not_json", f"line is not JSON: {exc.msg}")
+
+
+@dataclass
+class ObjectRead:
+    records: list[Record] = field(default_factory=list)
+    bad: Counter[str] = field(default_factory=Counter)
+
+
+def parse_object(body: bytes, spec: PipelineSpec, key: str = "") -> ObjectRead:
+    """Records of one S3 object: gzip or not; JSON lines (what Firehose writes) or CSV with a header (uploads).
+
+    Every bad line is counted by reason (the first ``MAX_LOGGED_BAD`` are logged with key and line number).
+    """
+    out = ObjectRead()
+    try:
+        text = _decode(body)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        out.bad["unreadable_object"] += 1
+        logger.warning("unreadable object skipped", extra={"key": key, "error": str(exc)})
+        return out
+    if not text.strip():
+        return out
+    if text.lstrip()[0] not in "{[":
+        try:
+            records, report = csv_input.parse_csv(io.StringIO(text), spec)
+        except csv_input.CsvHeaderError as exc:
+            out.bad["bad_csv_header"] += 1
+            logger.warning("CSV object without a usable header skipped", extra={"key": key, "error": str(exc)})
+            return out
+        out.records.extend(records)
+        out.bad.update(report.reasons())
+        for e in report.errors[:MAX_LOGGED_BAD]:
+            logger.warning("bad record", extra={"key": key, "line": e.line, "reason": e.reason, "error": e.message})
+        return out
+    logged = 0
+    for line, obj in iter_json_lines(text):
+        try:
+            if isinstance(obj, RecordError):
+                raise obj
+            out.records.append(validate(obj, spec))
+        except RecordError as err:
+            out.bad[err.reason] += 1
+            if logged < MAX_LOGGED_BAD:
+                logged += 1
+                logger.warning("bad record", extra={"key": key, "line": line, "reason": err.reason, "error": str(err)})
+    return out
+
+
+def read_object(s3: S3Client, bucket: str, key: str, spec: PipelineSpec) -> ObjectRead:
+    return parse_object(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), spec, key)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# State
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class State:
+    detector: Detector
+    scored: dict[str, list[str]] = field(default_factory=dict)  # interval start -> keys it was scored from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": STATE_FORMAT, "detector": self.detector.to_state(), "scored": self.scored, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"model state format {data.get('format')!r} is not {STATE_FORMAT}")
+        extra = {k: v for k, v in data.items() if k not in ("format", "detector", "scored")}
+        return cls(Detector.from_state(data["detector"]), dict(data.get("scored", {})), extra)
+
+    def remember(self, start: datetime, keys: list[str]) -> None:
+        self.scored[to_utc(start).isoformat()] = keys
+        for old in sorted(self.scored)[:-LATE_WINDOW]:
+            del self.scored[old]
+
+
+def warm_up(clients: Clients, settings: Settings, detector: Detector, report: RunReport) -> None:
+    """Teach a new detector the history under the historical prefix (no groups, no alerts)."""
+    spec = settings.spec
+    keys = list_keys(clients.s3, settings.bucket, layout.historical_prefix(spec))
+    records: list[Record] = []
+    bad: Counter[str] = Counter()
+    for key in keys:
+        read = read_object(clients.s3, settings.bucket, key, spec)
+        records.extend(read.records)
+        bad.update(read.bad)
+    report.warmup_records = len(records)
+    _add_bad(report, bad)
+    if not records:
+        logger.info("no historical data: the detector starts cold", extra={"prefix": layout.historical_prefix(spec)})
+        return
+    by_interval = agg.aggregate(records, spec)
+    starts = sorted(by_interval)
+    for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
+        detector.score(start, by_interval.get(start, {}))
+        report.warmup_intervals += 1
+    logger.info(
+        "warmed up on history",
+        extra={"objects": len(keys), "records": len(records), "intervals": report.warmup_intervals},
+    )
+
+
+def _add_bad(report: RunReport, bad: Counter[str]) -> None:
+    report.bad_records += sum(bad.values())
+    for reason, n in bad.items():
+        report.bad_reasons[reason] = report.bad_reasons.get(reason, 0) + n
+
+
+def check_late(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
+    for iso, seen in sorted(state.scored.items()):
+        folder = layout.interval_folder(datetime.fromisoformat(iso), settings.spec)
+        new = [k for k in list_keys(clients.s3, settings.bucket, folder) if k not in set(seen)]
+        if not new:
+            continue
+        n = 0
+        for key in new:
+            read = read_object(clients.s3, settings.bucket, key, settings.spec)
+            n += len(read.records) + sum(read.bad.values())
+        report.late_records += n
+        report.late_objects.extend(new)
+        state.scored[iso] = sorted([*seen, *new])
+        logger.warning(
+            "late records: objects arrived after their interval was scored; counted, not scored "
+            "(raise SCHEDULE_OFFSET_SECONDS if this repeats)",
+            extra={"interval": iso, "objects": new, "records": n},
+        )
+
+
+def _feedback_token(fb: store.Feedback) -> str:
+    return f"{fb.group_id}|{fb.series_id}|{fb.created_at}|{int(fb.is_anomaly)}"
+
+
+def apply_feedback(clients: Clients, settings: Settings, state: State, report: RunReport) -> list[store.Feedback]:
+    """Apply pending feedback to the model; returns it, to be marked applied once the state is saved.
+
+    The state remembers which verdicts it already contains, so a crash between the state save and the marking
+    never applies a verdict twice.
+    """
+    pending = store.list_feedback(clients.ddb, settings.table, settings.detector_id, pending_only=True)
+    done: list[str] = state.extra.setdefault("feedback_applied", [])
+    for fb in pending:
+        token = _feedback_token(fb)
+        if token in done:
+            continue
+        known = [state.detector.apply_feedback(fb.series_id, ts, fb.is_anomaly) for ts in fb.timestamps]
+        done.append(token)
+        report.feedback_applied += 1
+        logger.info(
+            "feedback applied" if any(known) else "feedback for a series the model no longer knows (expired)",
+            extra={"group": fb.group_id, "series": fb.series_id, "is_anomaly": fb.is_anomaly},
+        )
+    del done[:-500]
+    return pending
+
+
+def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, report: RunReport) -> list[datetime]:
+    """Intervals to score, oldest first: after ``last`` up to ``closed``, bounded (see the module doc)."""
+    step = settings.step
+    first = closed if last is None else to_utc(last) + timedelta(seconds=step)
+    todo = interval_range(first, closed + timedelta(seconds=step), step)
+    if len(todo) > settings.max_backlog:
+        report.skipped_intervals = len(todo) - settings.max_backlog
+        logger.warning(
+            "backlog too long: skipping the oldest intervals",
+            extra={
+                "skipped": report.skipped_intervals,
+                "from": todo[0].isoformat(),
+                "max_backlog": settings.max_backlog,
+            },
+        )
+        todo = todo[-settings.max_backlog :]
+    if len(todo) > settings.max_intervals_per_run:
+        report.backlog_left = len(todo) - settings.max_intervals_per_run
+        logger.info(
+            "catching up: scoring the oldest intervals now, the rest on the next runs",
+            extra={"this_run": settings.max_intervals_per_run, "left": report.backlog_left},
+        )
+        todo = todo[: settings.max_intervals_per_run]
+    return todo
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Alerts
+# ----------------------------------------------------------------------------------------------------------------
+def publish_alerts(
+    clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
+) -> None:
+    ctx = settings.alert_context()
+    for group in found:
+        if not alerts.should_alert(group, settings.spec, start):
+            continue
+        shown = settings.alert_filter.apply(group)
+        if shown is None or not alerts.should_alert(shown, settings.spec, start):
+            report.alerts_filtered += 1
+            logger.info("alert filtered out by ALERT_FILTER", extra={"group": group.group_id})
+            continue
+        message = alerts.render_alert(shown, settings.spec, ctx, start)
+        status = store.claim_alert(
+            clients.ddb, settings.table, settings.detector_id, group.group_id, start, message.event_id
+        )
+        if status == store.ALERT_SENT:
+            report.alerts_already_sent += 1
+            logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
+            continue
+        resp = clients.sns.publish(**message.publish_kwargs(settings.topic_arn))
+        store.mark_alert_sent(
+            clients.ddb, settings.table, settings.detector_id, group.group_id, start, resp["MessageId"]
+        )
+        report.alerts_sent += 1
+        logger.info(
+            "alert sent",
+            extra={"event_id": message.event_id, "sms": message.sms, "retry": status == store.ALERT_PENDING},
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+def score_interval(
+    clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
+) -> list[AnomalyGroup]:
+    spec = settings.spec
+    keys = list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
+    records: list[Record] = []
+    bad: Counter[str] = Counter()
+    for key in keys:
+        read = read_object(clients.s3, settings.bucket, key, spec)
+        records.extend(read.records)
+        bad.update(read.bad)
+    misplaced = [r for r in records if layout.interval_folder(r.timestamp, spec) != layout.interval_folder(start, spec)]
+    if misplaced:
+        bad["wrong_interval"] += len(misplaced)
+        logger.warning(
+            "records outside their folder's interval (not scored)",
+            extra={"interval": start.isoformat(), "count": len(misplaced)},
+        )
+        records = [r for r in records if r not in misplaced]
+    _add_bad(report, bad)
+    report.records += len(records)
+    values = agg.aggregate(records, spec).get(start, {}) if records else {}
+    scores: list[PointScore] = state.detector.score(start, values)
+    found = groups.update_groups(state, scores, settings.detector_id, spec)
+    state.remember(start, keys)
+    report.intervals_scored += 1
+    report.series_scored += len(scores)
+    report.anomalies += sum(1 for p in scores if groups.is_anomalous(p))
+    for group in found:
+        store.save_group(clients.ddb, settings.table, group)
+    report.groups += len(found)
+    publish_alerts(clients, settings, found, start, report)
+    return found
+
+
+def run(
+    clients: Clients,
+    settings: Settings,
+    closed: datetime,
+    time_left_ms: Callable[[], int] | None = None,
+) -> RunReport:
+    """Score every interval up to ``closed`` that is not scored yet; see the module doc."""
+    report = RunReport(closed_interval=to_utc(closed).isoformat())
+    raw = store.load_state(clients.s3, settings.bucket, settings.spec)
+    if raw is None:
+        state = State(Detector(settings.step))
+        warm_up(clients, settings, state.detector, report)
+    else:
+        state = State.from_json(raw)
+        check_late(clients, settings, state, report)
+    feedback = apply_feedback(clients, settings, state, report)
+    todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report)
+    for i, start in enumerate(todo, 1):
+        score_interval(clients, settings, state, start, report)
+        report.first_interval = report.first_interval or start.isoformat()
+        report.last_interval = start.isoformat()
+        if i % CHECKPOINT_EVERY == 0 and i < len(todo):
+            store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+        if time_left_ms is not None and time_left_ms() < 30_000 and i < len(todo):
+            report.stopped_early = True
+            report.backlog_left += len(todo) - i
+            logger.warning(
+                "stopping early to save the state before the Lambda times out", extra={"left": len(todo) - i}
+            )
+            break
+    store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+    applied_at = datetime.now().astimezone().isoformat(timespec="seconds")
+    for fb in feedback:
+        store.mark_feedback_applied(clients.ddb, settings.table, fb, applied_at)
+    logger.info("run finished", extra={"report": report.to_dict()})
+    return report
