@@ -254,3 +254,42 @@ def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.Mo
     app.runtime.cache_clear()
     with pytest.raises(runner.ConfigError, match="DATA_BUCKET"):
         env.invoke(LIVE)
+
+
+@pytest.mark.parametrize("verdict", [None, "--not-anomaly"])
+def test_feedback_not_anomaly_is_honoured_on_the_next_run(env: Env, verdict: str | None) -> None:
+    from typer.testing import CliRunner
+
+    from simulator.cli import _register, app
+
+    env.put_interval(LIVE, spike=6.0)
+    first = env.invoke(LIVE)
+    (alert,) = env.alerts()
+    assert first["alerts_sent"] == 1
+    if verdict:
+        _register()
+        cli = CliRunner().invoke(
+            app,
+            [
+                "feedback",
+                "--table",
+                env.table,
+                "--group",
+                alert["anomalyGroupId"],
+                "--series",
+                "CO|LOCATION_ID=B-101",
+                verdict,
+            ],
+        )
+        assert cli.exit_code == 0, cli.output
+    env.put_interval(LIVE + STEP, spike=6.0)  # the same behaviour again
+    second = env.invoke(LIVE + STEP)
+    if verdict:
+        assert second["feedback_applied"] == 1
+        assert second["anomalies"] == 0  # learned as normal: inside the band now
+        assert store.list_feedback(env.ddb, env.table, DETECTOR, pending_only=True) == []
+        third = env.invoke(LIVE + 2 * STEP)
+        assert third["feedback_applied"] == 0  # applied once
+    else:
+        assert second["feedback_applied"] == 0
+        assert second["anomalies"] == 1  # without feedback it is still anomalous (the group continues)
