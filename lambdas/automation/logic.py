@@ -80,21 +80,35 @@ def locations(alert: Mapping[str, Any], dimension: str) -> list[str]:
     return list(seen)
 
 
-def reason(alert: Mapping[str, Any], location: str, dimension: str) -> str:
-    metric = alert.get("impactedMetric") or {}
-    measure = metric.get("metricName", "?")
-    series = {s.get("timeSeriesId"): s for s in (alert.get("sentinel") or {}).get("series") or []}
-    for ts in metric.get("relevantTimeSeries") or []:
+def _series_of(
+    alert: Mapping[str, Any], location: str, dimension: str
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(relevant time series, its ``sentinel.series`` details) of one location, in the alert's order."""
+    details = {s.get("timeSeriesId"): s for s in (alert.get("sentinel") or {}).get("series") or []}
+    out = []
+    for ts in (alert.get("impactedMetric") or {}).get("relevantTimeSeries") or []:
         dims = {d.get("dimensionName"): d.get("dimensionValue") for d in ts.get("dimensions") or []}
-        if dims.get(dimension) != location:
-            continue
-        extra = series.get(ts.get("timeSeriesId")) or {}
-        unit = (alert.get("sentinel") or {}).get("unit", "")
+        if dims.get(dimension) == location:
+            out.append((ts, details.get(ts.get("timeSeriesId")) or {}))
+    return out
+
+
+def severity(alert: Mapping[str, Any], location: str, dimension: str) -> float:
+    """The location's own severity when the alert carries it (``sentinel.series``), else the alert's score."""
+    scores = [float(d["score"]) for _, d in _series_of(alert, location, dimension) if "score" in d]
+    return max(scores) if scores else float(alert.get("anomalyScore", 0.0))
+
+
+def reason(alert: Mapping[str, Any], location: str, dimension: str) -> str:
+    measure = (alert.get("impactedMetric") or {}).get("metricName", "?")
+    unit = (alert.get("sentinel") or {}).get("unit", "")
+    sev = _fmt(round(severity(alert, location, dimension)))
+    for ts, extra in _series_of(alert, location, dimension):
         text = f"{measure} anomaly at {location}: {_fmt(ts.get('metricValue'))}{' ' + unit if unit else ''}"
         if "expected" in extra:
             text += f", expected {_fmt(extra['expected'])}"
-        return f"{text} (severity {_fmt(round(float(alert.get('anomalyScore', 0))))})"[:MAX_REASON]
-    return f"{measure} anomaly (severity {_fmt(alert.get('anomalyScore', '?'))})"[:MAX_REASON]
+        return f"{text} (severity {sev})"[:MAX_REASON]
+    return f"{measure} anomaly at {location} (severity {sev})"[:MAX_REASON]
 
 
 def commands_for(alert: Mapping[str, Any], spec: PipelineSpec) -> list[Command]:
@@ -107,7 +121,7 @@ def commands_for(alert: Mapping[str, Any], spec: PipelineSpec) -> list[Command]:
             "reason": reason(alert, loc, dimension),
             "alertEventId": alert["alertEventId"],
             "measure": measure,
-            "severity": float(alert.get("anomalyScore", 0.0)),
+            "severity": severity(alert, loc, dimension),
         }
         out.append(Command(loc, spec.command_topic(loc), payload))
     return out

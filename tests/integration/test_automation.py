@@ -90,6 +90,7 @@ def test_alert_becomes_one_command_per_location(aws: dict[str, str]) -> None:
     assert first["action"] == "ventilate"
     assert first["measure"] == "CO"
     assert first["severity"] == 93.0
+    assert json.loads(sent[1][1])["severity"] == 92.0  # each location's own severity
     assert first["alertEventId"].endswith(f"event/{group_at(['B-101']).group_id}-20220320T1005Z")
     assert "B-101" in first["reason"] and "9.4 ppm" in first["reason"] and "expected 2.6" in first["reason"]
 
