@@ -38,7 +38,7 @@ from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
 from sentinel_core import alerts, csv_input, groups, layout, store
 from sentinel_core.detector import Detector
-from sentinel_core.intervals import interval_range, interval_seconds, last_closed_interval, to_utc
+from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
 from sentinel_core.model import AnomalyGroup, PointScore
 from sentinel_core.records import Record, RecordError, parse_timestamp, validate
 from sentinel_core.spec import PipelineSpec
@@ -410,14 +410,14 @@ def score_interval(
         read = read_object(clients.s3, settings.bucket, key, spec)
         records.extend(read.records)
         bad.update(read.bad)
-    misplaced = [r for r in records if layout.interval_folder(r.timestamp, spec) != layout.interval_folder(start, spec)]
-    if misplaced:
-        bad["wrong_interval"] += len(misplaced)
+    inside = [r for r in records if floor_to_interval(r.timestamp, settings.step) == start]
+    if len(inside) != len(records):
+        bad["wrong_interval"] += len(records) - len(inside)
         logger.warning(
             "records outside their folder's interval (not scored)",
-            extra={"interval": start.isoformat(), "count": len(misplaced)},
+            extra={"interval": start.isoformat(), "count": len(records) - len(inside)},
         )
-        records = [r for r in records if r not in misplaced]
+        records = inside
     _add_bad(report, bad)
     report.records += len(records)
     values = agg.aggregate(records, spec).get(start, {}) if records else {}
