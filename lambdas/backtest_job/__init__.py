@@ -1,0 +1,1 @@
+"""Loyalty backtest job (S3 upload -> backtest -> groups and alerts)."""
