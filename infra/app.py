@@ -1,0 +1,62 @@
+"""CDK app entry points: ``build_app`` (tests, local runtime, demo) and ``main`` (``cdk synth`` / ``cdk deploy``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from infra.common import ROOT
+from infra.config import CONTEXT_KEYS, SentinelConfig
+from infra.stack import SentinelStack
+
+STACK_ID = "MetricSentinel"
+CDK_JSON = ROOT / "cdk.json"
+
+
+def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
+    """The ``context`` block of cdk.json (feature flags and defaults), as the CDK CLI would pass it."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return dict(data.get("context", {}))
+
+
+def config_of(app: App) -> SentinelConfig:
+    ctx = {k: app.node.try_get_context(k) for k in CONTEXT_KEYS}
+    return SentinelConfig.from_context(ctx)
+
+
+def populate(app: App) -> SentinelStack:
+    """Add the stack the app's context asks for, with cdk-nag's AWS Solutions pack as a validation plugin."""
+    config = config_of(app)
+    stack = SentinelStack(app, STACK_ID, config=config)
+    # cdk-nag v3 runs as a policy-validation plugin: any unacknowledged finding fails the synth (and is listed in
+    # cdk.out/policy-validation-report.json).
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack
+
+
+def create_app(context: Mapping[str, Any], outdir: str) -> tuple[App, SentinelStack]:
+    """An app with cdk.json's context overlaid by ``context`` and an explicit output directory (not synthesized)."""
+    merged = {**cdk_json_context(), **dict(context)}
+    app = App(outdir=outdir, context=merged)
+    return app, populate(app)
+
+
+def build_app(context: Mapping[str, Any], outdir: str) -> App:
+    """Synthesize the stack for ``context`` (keys of cdk.json, e.g. ``{"preset": "loyalty"}``) into ``outdir``."""
+    app, _ = create_app(context, outdir)
+    app.synth()
+    return app
+
+
+def main() -> None:
+    """What ``cdk synth`` runs: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR (both read by ``App()``)."""
+    app = App()
+    populate(app)
+    app.synth()

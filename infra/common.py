@@ -1,0 +1,257 @@
+"""Shared building blocks: role markers, the Lambda factory and cdk-nag acknowledgements with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Aws, CfnResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct, IConstruct
+
+from infra.config import SentinelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_ASSET_DIR = ROOT / "lambdas"
+ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache", "**/.mypy_cache"]
+ROLE_METADATA_KEY = "sentinel:role"
+POWERTOOLS_ACCOUNT = "017000801446"
+METRICS_NAMESPACE = "MetricSentinel"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+
+def mark(construct: IConstruct, role: str) -> None:
+    """Tag the CloudFormation resource behind ``construct`` with ``Metadata: {"sentinel:role": role}``.
+
+    The local runtime and the tests find resources by this role instead of by generated logical ids.
+    """
+    res = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(res, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource to mark")
+    res.add_metadata(ROLE_METADATA_KEY, role)
+
+
+def logical_id(construct: IConstruct) -> str:
+    """Logical id of the CloudFormation resource behind ``construct`` (for cdk-nag finding ids)."""
+    res = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(res, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
+    return str(Stack.of(res).get_logical_id(res))
+
+
+def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
+    """cdk-nag v3 acknowledgement (``Validations.of().acknowledge``): one finding, with the reason it is fine."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+# The account's key administration and use, spelled out: CDK's default key policy grants ``kms:*``.
+KEY_ACCOUNT_ACTIONS: list[str] = [
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+]
+
+
+def sentinel_key(scope: Construct, id_: str, description: str, role: str) -> kms.Key:
+    """Customer-managed key with yearly rotation; the key policy delegates to IAM with enumerated actions."""
+    policy = iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                sid="AccountAdministersAndUsesKeyThroughIam",
+                principals=[iam.AccountRootPrincipal()],
+                actions=KEY_ACCOUNT_ACTIONS,
+                resources=["*"],
+            )
+        ]
+    )
+    key = kms.Key(
+        scope,
+        id_,
+        description=description,
+        enable_key_rotation=True,
+        policy=policy,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    mark(key, role)
+    return key
+
+
+def log_group(scope: Construct, id_: str, config: SentinelConfig) -> logs.LogGroup:
+    return logs.LogGroup(
+        scope,
+        id_,
+        retention=logs.RetentionDays(_retention_name(config.log_retention_days)),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
+def _retention_name(days: int) -> str:
+    names = {
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1096: "THREE_YEARS",
+        1827: "FIVE_YEARS",
+        3653: "TEN_YEARS",
+    }
+    return names[days]
+
+
+def encrypted_queue(scope: Construct, id_: str, role: str) -> sqs.Queue:
+    """A dead-letter queue: SQS-managed encryption, TLS only, 14 days to look at what failed."""
+    q = sqs.Queue(
+        scope,
+        id_,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    mark(q, role)
+    acknowledge(
+        q,
+        "AwsSolutions-SQS3",
+        "This queue IS a dead-letter queue (Lambda async / EventBridge / SNS failures land here); a DLQ of a DLQ "
+        "would only move the problem.",
+    )
+    return q
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    role: str  # handler package and sentinel:role marker: transform, detector, automation, backtest_job
+    description: str
+    timeout: Duration
+    memory_mb: int = 512
+    reserved_concurrency: int | None = None
+
+
+class SentinelFunction(Construct):
+    """One Lambda of the pipeline: shared asset, Python 3.12, Powertools layer, own log group and least-privilege role.
+
+    The role starts with nothing but writing to the function's own log group; callers add the exact statements
+    the handler needs (no managed policies, no wildcard actions).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: SentinelConfig,
+        fn: FunctionSpec,
+        environment: dict[str, str],
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.logs = log_group(self, "Logs", config)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Metric Sentinel {fn.role} function",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.logs.log_group_arn],
+            )
+        )
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python312-x86_64:{config.powertools_layer_version}",
+        )
+        env = {
+            "SENTINEL_SPEC": config.spec.to_json(),
+            "POWERTOOLS_SERVICE_NAME": fn.role,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            **environment,
+        }
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=f"{fn.role}.app.lambda_handler",
+            code=lambda_.Code.from_asset(str(LAMBDA_ASSET_DIR), exclude=ASSET_EXCLUDES),
+            description=fn.description,
+            timeout=fn.timeout,
+            memory_size=fn.memory_mb,
+            reserved_concurrent_executions=fn.reserved_concurrency,
+            role=self.role,
+            log_group=self.logs,
+            layers=[layer],
+            environment=env,
+            tracing=lambda_.Tracing.ACTIVE,
+            dead_letter_queue=dead_letter_queue,
+        )
+        mark(self.function, fn.role)
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Python 3.12 on purpose: the AWS-managed Powertools v3 layer is published per runtime and the team pins "
+            "the python312 build; the code also runs on newer runtimes when the layer is moved.",
+        )
+        for finding in (
+            "AwsSolutions-IAM5[Resource::*]",
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.logs)}.Arn>:*]",
+        ):
+            acknowledge(
+                self.role,
+                finding,
+                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (Resource *), and "
+                "log streams of the function's own log group are only known at run time (<group arn>:*).",
+            )
+
+    def allow(self, sid: str, actions: list[str], resources: list[str]) -> None:
+        """Add one least-privilege statement to the function's role."""
+        for a in actions:
+            if "*" in a:
+                raise ValueError(f"wildcard action {a!r}: name the exact actions")
+        self.role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))

@@ -1,0 +1,342 @@
+"""Typed deploy configuration, built from CDK context (cdk.json + ``-c key=value``).
+
+One frozen ``SentinelConfig`` composes the run-time ``PipelineSpec`` (preset + overrides, what the Lambdas get as
+``SENTINEL_SPEC``) with the deploy-only settings (engine, recipients, retention, layer version, ...). Values given on
+the command line arrive as strings, so every reader here also parses strings (lists as ``a,b`` or JSON).
+Every problem raises ``ConfigError`` naming the context key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sentinel_core import layout
+from sentinel_core.alerts import AlertFilter, AlertFilterError
+from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
+from sentinel_core.spec import AGGREGATIONS, MAX_DIMENSIONS, MAX_MEASURES, Measure, PipelineSpec, SpecError, get_preset
+
+ENGINES: tuple[str, ...] = ("builtin", "lookout")
+DEFAULT_PRESET = "air-quality"
+DEFAULT_ENGINE = "builtin"
+FIREHOSE_BUFFER_SECONDS = 60  # dynamic partitioning needs at least 60 s / 64 MB
+LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
+)
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+_DETECTOR_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}$")
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+
+# Context keys this app reads (README `deploy` lists each one).
+CONTEXT_KEYS: tuple[str, ...] = (
+    "preset",
+    "engine",
+    "stack_name",
+    "alert_emails",
+    "alert_phones",
+    "severity_threshold",
+    "interval",
+    "measures",
+    "dimensions",
+    "log_retention_days",
+    "data_retention_days",
+    "powertools_layer_version",
+    "detector_id",
+    "detector_name",
+    "alert_filter",
+    "schedule_offset_seconds",
+    "console_base_url",
+)
+
+
+class ConfigError(ValueError):
+    """A context value the stack cannot be built with; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    """Everything the stack is built from."""
+
+    spec: PipelineSpec
+    engine: str = DEFAULT_ENGINE
+    stack_name: str = "MetricSentinel-air-quality"
+    alert_emails: tuple[str, ...] = ()
+    alert_phones: tuple[str, ...] = ()
+    log_retention_days: int = 30
+    data_retention_days: int = 365
+    powertools_layer_version: int = 27
+    detector_id: str = "metric-sentinel-air-quality"
+    detector_name: str = "metric-sentinel-air-quality"
+    alert_filter_json: str = ""  # normalised JSON of the ALERT_FILTER env var; "" = every alert
+    schedule_offset_seconds: int = 120
+    console_base_url: str = ""
+
+    @property
+    def preset(self) -> str:
+        return self.spec.preset
+
+    @property
+    def interval_seconds(self) -> int:
+        return interval_seconds(self.spec.interval)
+
+    @property
+    def historical_prefix(self) -> str:
+        return layout.historical_prefix(self.spec)
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> SentinelConfig:
+        """Build and validate the configuration from CDK context (missing keys take the defaults)."""
+
+        def get(key: str) -> Any:
+            value = context.get(key)
+            return None if value is None or (isinstance(value, str) and value.strip() == "") else value
+
+        preset = _text("preset", get("preset") or DEFAULT_PRESET)
+        try:
+            base = get_preset(preset)
+        except SpecError as exc:
+            raise ConfigError(f"context 'preset': {exc}") from None
+        engine = _text("engine", get("engine") or DEFAULT_ENGINE)
+        if engine not in ENGINES:
+            raise ConfigError(f"context 'engine': unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+        spec = _spec_with_overrides(base, get)
+        emails = _str_list("alert_emails", get("alert_emails"))
+        for e in emails:
+            if not _EMAIL.match(e):
+                raise ConfigError(f"context 'alert_emails': {e!r} is not an e-mail address")
+        phones = _str_list("alert_phones", get("alert_phones"))
+        for p in phones:
+            if not _E164.match(p):
+                raise ConfigError(
+                    f"context 'alert_phones': {p!r} is not an E.164 phone number (+<country code><number>, "
+                    "up to 15 digits, no spaces), e.g. +14155550100"
+                )
+        log_days = _int("log_retention_days", get("log_retention_days"), 30)
+        if log_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(
+                f"context 'log_retention_days': CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                f"days, got {log_days}"
+            )
+        data_days = _int("data_retention_days", get("data_retention_days"), 365)
+        if data_days < 1:
+            raise ConfigError(f"context 'data_retention_days' must be at least 1 day, got {data_days}")
+        layer = _int("powertools_layer_version", get("powertools_layer_version"), 27)
+        if layer < 1:
+            raise ConfigError(f"context 'powertools_layer_version' must be a positive layer version, got {layer}")
+        detector_id = _text("detector_id", get("detector_id") or f"metric-sentinel-{spec.preset}")
+        if not _DETECTOR_ID.match(detector_id):
+            raise ConfigError(
+                f"context 'detector_id': {detector_id!r} must be 1-63 letters, digits, '-' or '_' "
+                "(Lookout for Metrics' detector name rules)"
+            )
+        detector_name = _text("detector_name", get("detector_name") or detector_id)
+        if not _DETECTOR_ID.match(detector_name):
+            raise ConfigError(f"context 'detector_name': {detector_name!r} must be 1-63 letters, digits, '-' or '_'")
+        stack_name = _text("stack_name", get("stack_name") or f"MetricSentinel-{spec.preset}")
+        if not _STACK_NAME.match(stack_name):
+            raise ConfigError(f"context 'stack_name': {stack_name!r} is not a CloudFormation stack name")
+
+        offset = _int("schedule_offset_seconds", get("schedule_offset_seconds"), 120)
+        step = interval_seconds(spec.interval)
+        if offset % 60 or offset < FIREHOSE_BUFFER_SECONDS or offset >= step:
+            raise ConfigError(
+                f"context 'schedule_offset_seconds': must be whole minutes (EventBridge cron), at least "
+                f"{FIREHOSE_BUFFER_SECONDS} s (the Firehose buffer) and below the {spec.interval} interval "
+                f"({step} s), got {offset}"
+            )
+        filter_json = _alert_filter("alert_filter", get("alert_filter"), spec)
+        console = _text("console_base_url", get("console_base_url") or "")
+        if console and not console.startswith("https://"):
+            raise ConfigError(f"context 'console_base_url' must start with https://, got {console!r}")
+        return cls(
+            spec=spec,
+            engine=engine,
+            stack_name=stack_name,
+            alert_emails=emails,
+            alert_phones=phones,
+            log_retention_days=log_days,
+            data_retention_days=data_days,
+            powertools_layer_version=layer,
+            detector_id=detector_id,
+            detector_name=detector_name,
+            alert_filter_json=filter_json,
+            schedule_offset_seconds=offset,
+            console_base_url=console,
+        )
+
+
+# -- parsing helpers ------------------------------------------------------------------------------------------
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"context {key!r} must be a string, got {value!r}")
+    return value.strip()
+
+
+def _json_or(value: str) -> Any:
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON ({exc.msg} at position {exc.pos})") from None
+    return None
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    """A list from JSON context (a list), or a CLI string: JSON list or comma-separated."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            parsed = _json_or(value)
+        except ValueError as exc:
+            raise ConfigError(f"context {key!r}: {exc}") from None
+        value = parsed if parsed is not None else [v for v in value.split(",")]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"context {key!r} must be a list (JSON list or comma-separated), got {value!r}")
+    items: list[str] = []
+    for v in value:
+        if not isinstance(v, str):
+            raise ConfigError(f"context {key!r}: every item must be a string, got {v!r}")
+        if v.strip():
+            items.append(v.strip())
+    return tuple(items)
+
+
+def _int(key: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise ConfigError(f"context {key!r} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"context {key!r} must be a whole number, got {value!r}")
+
+
+def _float(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"context {key!r} must be a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"context {key!r} must be a number, got {value!r}")
+
+
+def _measure(key: str, item: Any, base: PipelineSpec) -> Measure:
+    """``"CO"`` / ``"CO:AVG"`` / ``{"name": "CO", "aggregation": "AVG", "unit": "ppm", "default": null}``."""
+    if isinstance(item, str):
+        name, _, agg = item.strip().partition(":")
+        fields: dict[str, Any] = {"name": name.strip()}
+        if agg:
+            fields["aggregation"] = agg.strip().upper()
+    elif isinstance(item, dict):
+        unknown = set(item) - {"name", "aggregation", "unit", "default"}
+        if unknown or "name" not in item:
+            raise ConfigError(
+                f"context {key!r}: a measure object has 'name' and optional 'aggregation', 'unit', 'default'; got "
+                f"{item!r}"
+            )
+        fields = dict(item)
+        if isinstance(fields.get("aggregation"), str):
+            fields["aggregation"] = fields["aggregation"].upper()
+    else:
+        raise ConfigError(f"context {key!r}: a measure is 'NAME[:SUM|AVG]' or an object, got {item!r}")
+    name = fields["name"]
+    if "aggregation" not in fields:
+        # Keep the preset's aggregation for a known measure; AVG otherwise.
+        known = {m.name: m for m in base.measures}
+        if name in known:
+            return known[name]
+        fields["aggregation"] = "AVG"
+    if fields["aggregation"] not in AGGREGATIONS:
+        raise ConfigError(
+            f"context {key!r}: aggregation of {name} must be one of {', '.join(AGGREGATIONS)}, "
+            f"got {fields['aggregation']!r}"
+        )
+    return Measure(**fields)
+
+
+def _spec_with_overrides(base: PipelineSpec, get: Any) -> PipelineSpec:
+    changes: dict[str, Any] = {}
+    interval = get("interval")
+    if interval is not None:
+        interval = _text("interval", interval).upper()
+        if interval not in DETECTOR_INTERVALS:
+            raise ConfigError(
+                f"context 'interval': must be one of {', '.join(DETECTOR_INTERVALS)} (the detector frequencies "
+                f"Lookout for Metrics knows), got {interval!r}"
+            )
+        changes["interval"] = interval
+    severity = get("severity_threshold")
+    if severity is not None:
+        value = _float("severity_threshold", severity)
+        if not 0 <= value <= 100:
+            raise ConfigError(f"context 'severity_threshold': must be within 0-100, got {value:g}")
+        changes["severity_threshold"] = value
+    measures = get("measures")
+    if measures is not None:
+        if isinstance(measures, str):
+            try:
+                parsed = _json_or(measures)
+            except ValueError as exc:
+                raise ConfigError(f"context 'measures': {exc}") from None
+            measures = parsed if parsed is not None else [m for m in measures.split(",") if m.strip()]
+        if not isinstance(measures, list | tuple) or not measures:
+            raise ConfigError("context 'measures' must be a non-empty list of 'NAME[:SUM|AVG]' or objects")
+        if len(measures) > MAX_MEASURES:
+            raise ConfigError(f"context 'measures': at most {MAX_MEASURES} measures are allowed, got {len(measures)}")
+        changes["measures"] = tuple(_measure("measures", m, base) for m in measures)
+    dims = get("dimensions")
+    if dims is not None:
+        dimensions = _str_list("dimensions", dims)
+        if len(dimensions) > MAX_DIMENSIONS:
+            raise ConfigError(
+                f"context 'dimensions': at most {MAX_DIMENSIONS} dimensions are allowed, got {len(dimensions)}"
+            )
+        changes["dimensions"] = dimensions
+    if not changes:
+        return base
+    try:
+        return base.with_overrides(**changes)
+    except SpecError as exc:
+        raise ConfigError(f"context overrides of preset {base.preset!r}: {exc}") from None
+
+
+def _alert_filter(key: str, value: Any, spec: PipelineSpec) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f'context {key!r} must be JSON like {{"measures": ["CO"], "dimensions": {{"LOCATION_ID": ["B-101"]}}}}'
+                f" ({exc.msg})"
+            ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"context {key!r} must be a JSON object, got {value!r}")
+    if not value or not any(value.values()):
+        return ""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    try:
+        AlertFilter.parse(text, spec)  # the very parser the Lambdas run
+    except AlertFilterError as exc:
+        raise ConfigError(f"context {key!r}: {exc}") from None
+    return text

@@ -1,0 +1,134 @@
+"""Engine ``lookout``: Amazon Lookout for Metrics detector + alert on the same folders (synth only).
+
+Lookout for Metrics reached end of support on 2025-10-09: CloudFormation no longer knows the two resource types
+and boto3 ships no ``lookoutmetrics`` client, so this engine is kept for reference and migration, not deployment.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, Aws
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lookoutmetrics as lookout
+from constructs import Construct
+from sentinel_core import layout
+
+from infra.alerts import AlertTopic
+from infra.common import acknowledge, logical_id, mark
+from infra.config import SentinelConfig
+from infra.delivery import COMPRESSION
+from infra.storage import DataLake
+
+END_OF_SUPPORT = "2025-10-09"
+TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
+END_OF_SUPPORT_WARNING = (
+    f"Amazon Lookout for Metrics reached end of support on {END_OF_SUPPORT}: this stack cannot be deployed with "
+    "engine=lookout (CloudFormation rejects AWS::LookoutMetrics::* and boto3 no longer ships a lookoutmetrics "
+    "client). Use engine=builtin (the default) to deploy."
+)
+
+
+class LookoutDetector(Construct):
+    def __init__(
+        self, scope: Construct, id_: str, *, config: SentinelConfig, lake: DataLake, alerts: AlertTopic
+    ) -> None:
+        super().__init__(scope, id_)
+        spec = config.spec
+        bucket = lake.bucket
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "lookoutmetrics.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            ),
+            description="Lookout for Metrics: read the per-interval folders and the history, publish alerts",
+        )
+        policy = iam.Policy(
+            self,
+            "Policy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListFolders", actions=["s3:ListBucket", "s3:GetBucketAcl"], resources=[bucket.bucket_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadData",
+                    actions=["s3:GetObject"],
+                    resources=[
+                        bucket.arn_for_objects(f"{layout.live_root(spec)}*"),
+                        bucket.arn_for_objects(f"{layout.historical_prefix(spec)}*"),
+                    ],
+                ),
+                iam.PolicyStatement(sid="DataKey", actions=["kms:Decrypt"], resources=[lake.key.key_arn]),
+                iam.PolicyStatement(sid="PublishAlerts", actions=["sns:Publish"], resources=[alerts.topic.topic_arn]),
+                iam.PolicyStatement(
+                    sid="EncryptAlerts", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[alerts.key.key_arn]
+                ),
+            ],
+        )
+        for p in (layout.live_root(spec), layout.historical_prefix(spec)):
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{p}*]",
+                "Lookout reads every object of the interval folders / the history; keys are generated at run time.",
+            )
+        metric_set = lookout.CfnAnomalyDetector.MetricSetProperty(
+            metric_set_name=f"{spec.data_prefix}-live",
+            metric_set_description=spec.description[:256] or spec.preset,
+            metric_set_frequency=spec.interval,
+            offset=config.schedule_offset_seconds,
+            timezone="UTC",
+            metric_list=[
+                lookout.CfnAnomalyDetector.MetricProperty(metric_name=m.name, aggregation_function=m.aggregation)
+                for m in spec.measures
+            ],
+            dimension_list=list(spec.dimensions),
+            timestamp_column=lookout.CfnAnomalyDetector.TimestampColumnProperty(
+                column_name=spec.timestamp_column, column_format=TIMESTAMP_FORMAT
+            ),
+            metric_source=lookout.CfnAnomalyDetector.MetricSourceProperty(
+                s3_source_config=lookout.CfnAnomalyDetector.S3SourceConfigProperty(
+                    role_arn=self.role.role_arn,
+                    templated_path_list=[layout.lookout_path_template(bucket.bucket_name, spec)],
+                    historical_data_path_list=[f"s3://{bucket.bucket_name}/{layout.historical_prefix(spec)}"],
+                    file_format_descriptor=lookout.CfnAnomalyDetector.FileFormatDescriptorProperty(
+                        json_format_descriptor=lookout.CfnAnomalyDetector.JsonFormatDescriptorProperty(
+                            charset="UTF-8", file_compression="NONE" if COMPRESSION == "UNCOMPRESSED" else "GZIP"
+                        )
+                    ),
+                )
+            ),
+        )
+        self.detector = lookout.CfnAnomalyDetector(
+            self,
+            "Detector",
+            anomaly_detector_name=config.detector_name,
+            anomaly_detector_description=f"Metric Sentinel {spec.preset} ({spec.interval})",
+            anomaly_detector_config=lookout.CfnAnomalyDetector.AnomalyDetectorConfigProperty(
+                anomaly_detector_frequency=spec.interval
+            ),
+            metric_set_list=[metric_set],
+        )
+        self.detector.node.add_dependency(policy)
+        mark(self.detector, "lookout-detector")
+        self.alert = lookout.CfnAlert(
+            self,
+            "Alert",
+            alert_name=f"{config.detector_name}-alert"[:63],
+            alert_description=f"Anomalies of severity >= {spec.severity_threshold:g} to the alert topic",
+            alert_sensitivity_threshold=round(spec.severity_threshold),
+            anomaly_detector_arn=self.detector.attr_arn,
+            action=lookout.CfnAlert.ActionProperty(
+                sns_configuration=lookout.CfnAlert.SNSConfigurationProperty(
+                    role_arn=self.role.role_arn, sns_topic_arn=alerts.topic.topic_arn
+                )
+            ),
+        )
+        mark(self.alert, "lookout-alert")
+        for res in (self.detector, self.alert):
+            acknowledge(
+                res,
+                "CloudFormation-Validate::F3006",
+                "Lookout for Metrics reached end of support on 2025-10-09 and its resource types left the "
+                "CloudFormation registry; this engine is synth-only (see the warning); the rest stays validated.",
+            )
+        Annotations.of(self).add_warning_v2("@metric-sentinel/lookout-end-of-support", END_OF_SUPPORT_WARNING)

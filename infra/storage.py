@@ -1,0 +1,81 @@
+"""Data lake: the bucket Firehose writes the per-interval folders to, and its server access log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from sentinel_core import layout
+
+from infra.common import acknowledge, mark, sentinel_key
+from infra.config import SentinelConfig
+
+
+class DataLake(Construct):
+    """KMS-encrypted (rotating key), versioned, TLS-only, private bucket with lifecycle rules and access logs."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: SentinelConfig) -> None:
+        super().__init__(scope, id_)
+        spec = config.spec
+        self.key = sentinel_key(self, "Key", f"Metric Sentinel {spec.preset} data lake", "data-key")
+        # Server access logs cannot be delivered to SSE-KMS buckets: S3-managed keys here.
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireAccessLogs",
+                    expiration=Duration.days(config.data_retention_days),
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        mark(self.access_logs, "access-log-bucket")
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the server access log bucket itself; logging it into itself would loop.",
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Data",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireLiveData",
+                    prefix=layout.live_root(spec),
+                    expiration=Duration.days(config.data_retention_days),
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                            transition_after=Duration.days(30),
+                        )
+                    ]
+                    if config.data_retention_days > 60
+                    else None,
+                ),
+                s3.LifecycleRule(
+                    id="ExpireRejectedRecords",
+                    prefix=layout.error_root(spec),
+                    expiration=Duration.days(min(90, config.data_retention_days)),
+                ),
+                s3.LifecycleRule(id="ExpireOldVersions", noncurrent_version_expiration=Duration.days(30)),
+                s3.LifecycleRule(id="AbortUploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        mark(self.bucket, "data-bucket")
