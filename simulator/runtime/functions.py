@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import importlib
+import json
 import os
 import sys
 import uuid
@@ -86,6 +87,32 @@ def load_handler(asset_dir: Path, handler: str) -> Handler:
     return fn  # type: ignore[no-any-return]
 
 
+def asset_path_of(template: Template, r: Resource) -> str | None:
+    """The asset directory (relative to the assembly) holding a function's code.
+
+    ``aws:asset:path`` metadata when present (the CDK CLI adds it); otherwise the assets manifest entry whose hash
+    is the ``Code.S3Key`` the template deploys (what a plain ``app.synth()`` produces).
+    """
+    meta = r.metadata.get("aws:asset:path")
+    if meta:
+        return str(meta)
+    key = str(template.resolve((r.properties.get("Code") or {}).get("S3Key", "")))
+    digest = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    if not digest or template.assembly_dir is None:
+        return None
+    for manifest in sorted(template.assembly_dir.glob("*.assets.json")):
+        files = json.loads(manifest.read_text()).get("files", {})
+        source = (files.get(digest) or {}).get("source") or {}
+        if source.get("path") and source.get("packaging", "zip") == "zip":
+            return str(source["path"])
+    fallback = template.assembly_dir / f"asset.{digest}"
+    return fallback.name if fallback.is_dir() else None
+
+
+def is_code_asset_function(template: Template, r: Resource) -> bool:
+    return bool(r.properties.get("Handler")) and asset_path_of(template, r) is not None
+
+
 @dataclass
 class LocalFunction:
     """One ``AWS::Lambda::Function`` of the template."""
@@ -105,9 +132,9 @@ class LocalFunction:
     def from_resource(cls, template: Template, r: Resource) -> LocalFunction:
         props = template.props(r)
         handler = str(props.get("Handler", ""))
-        asset_path = r.metadata.get("aws:asset:path")
+        asset_path = asset_path_of(template, r)
         if not asset_path or template.assembly_dir is None:
-            raise TemplateError(f"function {r.logical_id} has no aws:asset:path metadata (inline code is not played)")
+            raise TemplateError(f"function {r.logical_id}: no code asset found (inline code is not played)")
         asset_dir = (template.assembly_dir / asset_path).resolve()
         if not asset_dir.is_dir():
             raise TemplateError(

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 
 from simulator.runtime.firehose import BufferedRecord, Ledger, LocalFirehose
-from simulator.runtime.functions import LocalFunction
+from simulator.runtime.functions import LocalFunction, is_code_asset_function
 from simulator.runtime.iot import RuleSql, RuleSqlError
 from simulator.runtime.schedule import Schedule
 from simulator.runtime.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
@@ -81,7 +81,7 @@ class LocalPipeline:
         self.now: datetime = datetime.now(UTC).replace(microsecond=0)
         self.functions: dict[str, LocalFunction] = {}
         for r in template.of_type("AWS::Lambda::Function"):
-            if r.metadata.get("aws:asset:path") and template.props(r).get("Handler"):
+            if is_code_asset_function(template, r):
                 fn = LocalFunction.from_resource(template, r)
                 self.functions[fn.arn] = fn
         self.firehoses: dict[str, LocalFirehose] = {
@@ -96,6 +96,11 @@ class LocalPipeline:
         self.s3_triggers: list[S3Trigger] = []
         self.unsupported: list[str] = []  # resources that exist in the template but are not played
         self.iot_error_log: list[dict[str, Any]] = []  # error-action deliveries to CloudWatch Logs
+        self.async_failures: list[dict[str, Any]] = []  # async invocations that exhausted their retries
+        self._invoke_configs: dict[str, dict[str, Any]] = {}
+        for r in template.of_type("AWS::Lambda::EventInvokeConfig"):
+            cfg = template.props(r)
+            self._invoke_configs[str(cfg.get("FunctionName", ""))] = cfg
         self._last_tick: datetime | None = None
         self._sns_seen: dict[str, int] = {}
         self._started = False
@@ -182,7 +187,7 @@ class LocalPipeline:
         }  # fmt: skip
         passive = ("AWS::IAM::", "AWS::KMS::", "AWS::Logs::", "AWS::Lambda::Permission", "AWS::S3::BucketPolicy",
                    "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy", "AWS::CDK::", "AWS::IoT::Policy",
-                   "AWS::CloudWatch::", "AWS::SSM::")  # fmt: skip
+                   "AWS::CloudWatch::", "AWS::SSM::", "AWS::Lambda::EventInvokeConfig")  # fmt: skip
         self.unsupported = sorted(
             f"{r.logical_id} ({r.type})"
             for r in t.resources.values()
@@ -348,6 +353,49 @@ class LocalPipeline:
         finally:
             self.pump_sns()
 
+    def invoke_async(self, function: str, event: Any) -> Any:
+        """An asynchronous invocation (EventBridge, SNS, S3 triggers): a raising function is retried
+        ``MaximumRetryAttempts`` times (EventInvokeConfig, default 2), then the event goes to the function's
+        ``DeadLetterConfig`` / the ``OnFailure`` destination (SQS or SNS), else to ``async_failures``. Returns the
+        response, or the last exception."""
+        fn = self.function(function)
+        cfg = self._invoke_configs.get(fn.name) or self._invoke_configs.get(fn.arn) or {}
+        attempts = int(cfg.get("MaximumRetryAttempts", 2)) + 1
+        error: Exception | None = None
+        for _ in range(attempts):
+            try:
+                return self.invoke(fn.arn, event)
+            except Exception as exc:  # the function failed: Lambda retries async events
+                error = exc
+        assert error is not None
+        record = {
+            "version": "1.0",
+            "timestamp": self.now.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{fn.arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+        }
+        on_failure = str(((cfg.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination", ""))
+        dlq = str((self.template.props(fn.resource).get("DeadLetterConfig") or {}).get("TargetArn", ""))
+        delivered = False
+        for target, body in ((on_failure, record), (dlq, event)):
+            if target.startswith("arn:aws:sqs:"):
+                url = f"https://sqs.{self.region}.amazonaws.com/{self.account}/{target.rsplit(':', 1)[-1]}"
+                self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(body, default=str))
+                delivered = True
+            elif target.startswith("arn:aws:sns:"):
+                self.client("sns").publish(TopicArn=target, Message=json.dumps(body, default=str))
+                delivered = True
+        if not delivered:
+            self.async_failures.append(record)
+        return error
+
     # -- IoT Core -------------------------------------------------------------------------------------------
     def publish(
         self, topic: str, payload: bytes | str | Mapping[str, Any], now: datetime | None = None, client_id: str = ""
@@ -500,14 +548,14 @@ class LocalPipeline:
                     }
                 ]
             }
-            self.invoke(trig.function_arn, event)
+            self.invoke_async(trig.function_arn, event)
             n += 1
         return n
 
     # -- EventBridge schedules ------------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[str, datetime, Any]]:
         """Fire every schedule due in (last tick, now], in time order, after delivering the Firehose buffers
-        that were due by then. Returns (function name, fire time, response) per invocation."""
+        that were due by then. Returns (function name, fire time, response or the exception after retries)."""
         target = _utc(now) or self.now
         fires = sorted(
             ((t, s) for s in self.schedules for t in s.schedule.fire_times(self._last_tick, target)),
@@ -519,7 +567,7 @@ class LocalPipeline:
             for arn, constant in sched.targets:
                 event = self._schedule_event(sched, at, constant)
                 self.ledger.scheduled_invocations += 1
-                results.append((self.function(arn).name, at, self.invoke(arn, event)))
+                results.append((self.function(arn).name, at, self.invoke_async(arn, event)))
         self._advance(target)
         self._last_tick = target
         return results
@@ -574,7 +622,7 @@ class LocalPipeline:
                     event = _sns_event(sub, message_id, text, subject, attributes, self.now)
                     self.ledger.sns_deliveries += 1
                     delivered += 1
-                    self.invoke(sub.function_arn, event)
+                    self.invoke_async(sub.function_arn, event)
         return delivered
 
 
