@@ -297,3 +297,17 @@ def test_response_limit_below_even_the_fallback_keeps_what_fits() -> None:
     assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
     assert 0 < sum(o.ok for o in outcomes) < 20
     assert {o.reason for o in outcomes if not o.ok} == {"response_too_large"}
+
+
+def test_late_metric_uses_the_schedule_offset(
+    spec_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 09:52 closes at 09:55; arrival 10:08:30. Offset 300 s: still late; offset 900 s: in time.
+    payloads: list[bytes | str] = [json.dumps(reading("2026-03-23 09:52")), json.dumps(reading("2026-03-23 10:07"))]
+    for offset, late in (("300", 1), ("900", 0)):
+        monkeypatch.setenv("SCHEDULE_OFFSET_SECONDS", offset)
+        capsys.readouterr()
+        app.lambda_handler(direct_put_event(payloads), FakeContext())
+        blobs = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{") and "_aws" in x]
+        main = next(b for b in blobs if "RecordsLate" in b)
+        assert scalar(main["RecordsLate"]) == late
