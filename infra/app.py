@@ -43,7 +43,10 @@ def populate(app: App) -> SentinelStack:
 
 def create_app(context: Mapping[str, Any], outdir: str) -> tuple[App, SentinelStack]:
     """An app with cdk.json's context overlaid by ``context`` and an explicit output directory (not synthesized)."""
-    merged = {**cdk_json_context(), **dict(context)}
+    # What the CDK CLI adds: asset metadata (``aws:asset:path`` on each function: the local runtime loads the
+    # handler from that asset directory) and construct paths.
+    cli_defaults = {"aws:cdk:enable-asset-metadata": True, "aws:cdk:enable-path-metadata": True}
+    merged = {**cli_defaults, **cdk_json_context(), **dict(context)}
     app = App(outdir=outdir, context=merged)
     return app, populate(app)
 

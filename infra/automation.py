@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Arn, ArnFormat, Duration, Stack
+from aws_cdk import Arn, ArnComponents, ArnFormat, Duration, Stack
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
@@ -37,12 +37,12 @@ class Automation(Construct):
             dead_letter_queue=self.dlq,
         )
         command_topics = Arn.format(
-            {
-                "service": "iot",
-                "resource": "topic",
-                "resource_name": f"{spec.topic_root}/*/commands",
-                "arn_format": ArnFormat.SLASH_RESOURCE_NAME,
-            },
+            ArnComponents(
+                service="iot",
+                resource="topic",
+                resource_name=f"{spec.topic_root}/*/commands",
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            ),
             Stack.of(self),
         )
         self.fn.allow("SendCommands", ["iot:Publish"], [command_topics])

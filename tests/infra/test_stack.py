@@ -1,0 +1,336 @@
+"""Assertions on every synthesized (preset x engine) template: stages, key properties, least privilege."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+from sentinel_core import layout
+from sentinel_core.spec import get_preset
+
+from tests.infra.conftest import Synth
+
+POWERTOOLS = "017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
+
+
+def flat(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def test_every_stage_is_there_once(synth: Synth) -> None:
+    roles = synth.roles()
+    expected = {"data-bucket", "access-log-bucket", "data-key", "delivery-stream", "transform", "alert-topic"}
+    if synth.engine == "builtin":
+        expected |= {"detector", "detector-schedule", "detector-dlq", "anomaly-table", "idempotency-table"}
+        assert "lookout-detector" not in roles
+    else:
+        expected |= {"lookout-detector", "lookout-alert"}
+        assert "detector" not in roles and "anomaly-table" not in roles
+    if get_preset(synth.preset).ingest == "iot":
+        expected |= {"iot-rule", "device-policy", "automation", "automation-dlq", "idempotency-table"}
+    else:
+        assert "iot-rule" not in roles and "automation" not in roles
+    assert expected <= roles
+    t = Template.from_json(synth.template)
+    t.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
+    t.resource_count_is("AWS::LookoutMetrics::AnomalyDetector", 1 if synth.engine == "lookout" else 0)
+    t.resource_count_is("AWS::LookoutMetrics::Alert", 1 if synth.engine == "lookout" else 0)
+    t.resource_count_is("AWS::IoT::TopicRule", 1 if synth.preset == "air-quality" else 0)
+
+
+def test_spec_matches_preset(synth: Synth) -> None:
+    assert synth.spec() == get_preset(synth.preset)
+
+
+def test_firehose_writes_the_layout(synth: Synth) -> None:
+    spec = synth.spec()
+    _, stream = synth.by_role("delivery-stream")
+    dest = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+    assert dest["Prefix"] == layout.firehose_prefix(spec)
+    assert dest["ErrorOutputPrefix"] == layout.firehose_error_prefix(spec)
+    assert dest["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 64}
+    assert dest["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert dest["CompressionFormat"] == "UNCOMPRESSED"
+    assert dest["CloudWatchLoggingOptions"]["Enabled"] is True
+    assert "KMSEncryptionConfig" in dest["EncryptionConfiguration"]
+    bucket_id, _ = synth.by_role("data-bucket")
+    assert dest["BucketARN"] == {"Fn::GetAtt": [bucket_id, "Arn"]}
+    (proc,) = dest["ProcessingConfiguration"]["Processors"]
+    params = {p["ParameterName"]: p["ParameterValue"] for p in proc["Parameters"]}
+    transform_id, _ = synth.by_role("transform")
+    assert proc["Type"] == "Lambda" and params["LambdaArn"] == {"Fn::GetAtt": [transform_id, "Arn"]}
+    assert stream["Properties"]["DeliveryStreamType"] == "DirectPut"
+    assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+
+
+def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None:
+    spec_json = synth.spec().to_json()
+    functions = synth.of_type("AWS::Lambda::Function")
+    assert functions
+    groups = synth.of_type("AWS::Logs::LogGroup")
+    for lid, fn in functions.items():
+        p = fn["Properties"]
+        role = fn["Metadata"]["sentinel:role"]
+        assert p["Handler"] == f"{role}.app.lambda_handler"
+        assert p["Runtime"] == "python3.12"
+        assert p["TracingConfig"] == {"Mode": "Active"}
+        assert POWERTOOLS in flat(p["Layers"])
+        env = p["Environment"]["Variables"]
+        assert env["SENTINEL_SPEC"] == spec_json
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MetricSentinel"
+        assert env["POWERTOOLS_SERVICE_NAME"] == role
+        log_ref = p["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[log_ref]["Properties"]["RetentionInDays"] == 30, lid
+        assert fn["Metadata"]["aws:asset:path"].startswith("asset.")
+        asset = synth.outdir / fn["Metadata"]["aws:asset:path"]
+        assert (asset / role / "app.py").exists() and (asset / "sentinel_core" / "layout.py").exists()
+        assert not list(asset.rglob("__pycache__"))
+    for lid, group in groups.items():
+        assert "RetentionInDays" in group["Properties"], lid
+
+
+def test_builtin_detector_wiring(synth: Synth) -> None:
+    if synth.engine != "builtin":
+        pytest.skip("builtin engine only")
+    t = Template.from_json(synth.template)
+    spec = synth.spec()
+    det_id, det = synth.by_role("detector")
+    env = det["Properties"]["Environment"]["Variables"]
+    bucket_id, _ = synth.by_role("data-bucket")
+    table_id, _ = synth.by_role("anomaly-table")
+    idem_id, _ = synth.by_role("idempotency-table")
+    topic_id, _ = synth.by_role("alert-topic")
+    assert env["DATA_BUCKET"] == {"Ref": bucket_id}
+    assert env["ANOMALY_TABLE"] == {"Ref": table_id}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": idem_id}
+    assert env["ALERT_TOPIC_ARN"] == {"Ref": topic_id}
+    assert env["DETECTOR_ID"] == f"metric-sentinel-{spec.preset}"
+    assert env["SCHEDULE_OFFSET_SECONDS"] == "120"
+    assert env["ALERT_FILTER"] == ""
+    assert det["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert 60 <= det["Properties"]["Timeout"] < max(120, {"PT5M": 300, "PT10M": 600}.get(spec.interval, 901))
+    assert "TargetArn" in det["Properties"]["DeadLetterConfig"]
+    _, rule = synth.by_role("detector-schedule")
+    expected = {"PT5M": "cron(2/5 * * * ? *)", "PT10M": "cron(2/10 * * * ? *)", "P1D": "cron(2 0 * * ? *)"}
+    assert rule["Properties"]["ScheduleExpression"] == expected[spec.interval]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [det_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2 and "DeadLetterConfig" in target
+    t.has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": det_id}}]},
+    )
+    _, table = synth.by_role("anomaly-table")
+    tp = table["Properties"]
+    assert tp["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert tp["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert tp["SSESpecification"]["SSEEnabled"] is True
+    _, idem = synth.by_role("idempotency-table")
+    assert idem["Properties"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idem["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    for queue in synth.of_type("AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_lookout_metric_set_reads_what_firehose_writes(synth: Synth) -> None:
+    if synth.engine != "lookout":
+        pytest.skip("lookout engine only")
+    spec = synth.spec()
+    bucket_id, _ = synth.by_role("data-bucket")
+    _, det = synth.by_role("lookout-detector")
+    (ms,) = det["Properties"]["MetricSetList"]
+    src = ms["MetricSource"]["S3SourceConfig"]
+    (templated,) = src["TemplatedPathList"]
+    assert render_join(templated, {bucket_id: "BUCKET"}) == layout.lookout_path_template("BUCKET", spec)
+    (hist,) = src["HistoricalDataPathList"]
+    assert render_join(hist, {bucket_id: "BUCKET"}) == f"s3://BUCKET/{layout.historical_prefix(spec)}"
+    assert src["FileFormatDescriptor"]["JsonFormatDescriptor"]["FileCompression"] == "NONE"  # Firehose: UNCOMPRESSED
+    assert ms["MetricSetFrequency"] == spec.interval
+    assert det["Properties"]["AnomalyDetectorConfig"]["AnomalyDetectorFrequency"] == spec.interval
+    assert ms["Offset"] == 120
+    assert ms["TimestampColumn"] == {"ColumnName": spec.timestamp_column, "ColumnFormat": "yyyy-MM-dd HH:mm:ss"}
+    assert ms["DimensionList"] == list(spec.dimensions)
+    assert [(m["MetricName"], m["AggregationFunction"]) for m in ms["MetricList"]] == [
+        (m.name, m.aggregation) for m in spec.measures
+    ]
+    _, alert = synth.by_role("lookout-alert")
+    topic_id, _ = synth.by_role("alert-topic")
+    assert alert["Properties"]["AlertSensitivityThreshold"] == round(spec.severity_threshold)
+    assert alert["Properties"]["Action"]["SNSConfiguration"]["SnsTopicArn"] == {"Ref": topic_id}
+    warnings = synth.messages("warning")
+    assert any("end of support on 2025-10-09" in text and "cannot be deployed" in text for _, text in warnings)
+
+
+def test_builtin_engine_has_no_end_of_support_warning(synth: Synth) -> None:
+    if synth.engine != "builtin":
+        pytest.skip("builtin engine only")
+    assert not [w for w in synth.messages("warning") if "end of support" in w[1]]
+    assert not synth.messages("error")
+
+
+def test_iot_rule_and_device_policy(synth: Synth) -> None:
+    spec = synth.spec()
+    if spec.ingest != "iot":
+        pytest.skip("IoT ingest only")
+    stream_id, _ = synth.by_role("delivery-stream")
+    _, rule = synth.by_role("iot-rule")
+    payload = rule["Properties"]["TopicRulePayload"]
+    assert payload["Sql"] == f"SELECT * FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608 - IoT rule SQL
+    (action,) = payload["Actions"]
+    assert action["Firehose"]["Separator"] == "\n"
+    assert action["Firehose"]["DeliveryStreamName"] == {"Ref": stream_id}
+    errors_id, _ = synth.by_role("iot-rule-errors")
+    assert payload["ErrorAction"]["CloudwatchLogs"]["LogGroupName"] == {"Ref": errors_id}
+    # The rule's role may put records into that one stream only.
+    role_id = action["Firehose"]["RoleArn"]["Fn::GetAtt"][0]
+    stmts = policy_statements_of_role(synth, role_id)
+    firehose_res = [s["Resource"] for s in stmts if "firehose:PutRecord" in as_list(s["Action"])]
+    assert firehose_res == [{"Fn::GetAtt": [stream_id, "Arn"]}]
+    _, policy = synth.by_role("device-policy")
+    doc = flat(policy["Properties"]["PolicyDocument"])
+    assert "${iot:Connection.Thing.ThingName}" in doc
+    assert f"topic/{spec.topic_root}/${{iot:Connection.Thing.ThingName}}/telemetry" in doc
+    assert f"topicfilter/{spec.topic_root}/${{iot:Connection.Thing.ThingName}}/commands" in doc
+    for stmt in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert "*" not in flat(stmt["Action"]) and stmt["Resource"] != "*"
+    # Automation may publish commands only.
+    _, auto = synth.by_role("automation")
+    auto_role = auto["Properties"]["Role"]["Fn::GetAtt"][0]
+    publish = [s for s in policy_statements_of_role(synth, auto_role) if "iot:Publish" in as_list(s["Action"])]
+    assert len(publish) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(publish[0]["Resource"])
+
+
+def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> None:
+    s = synth_cache(
+        "air-quality", "builtin", alert_emails="ops@example.com,oncall@example.org", alert_phones='["+14155550100"]'
+    )
+    t = Template.from_json(s.template)
+    key_id, _ = s.by_role("alert-key")
+    _, topic = s.by_role("alert-topic")
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    t.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+    subs = [r["Properties"] for r in s.of_type("AWS::SNS::Subscription").values()]
+    assert {(p["Protocol"], p["Endpoint"]) for p in subs if p["Protocol"] in ("email", "sms")} == {
+        ("email", "ops@example.com"),
+        ("email", "oncall@example.org"),
+        ("sms", "+14155550100"),
+    }
+
+
+def test_data_bucket_is_locked_down(synth: Synth) -> None:
+    t = Template.from_json(synth.template)
+    logs_id, _ = synth.by_role("access-log-bucket")
+    key_id, key = synth.by_role("data-key")
+    assert key["Properties"]["EnableKeyRotation"] is True
+    _, bucket = synth.by_role("data-bucket")
+    p = bucket["Properties"]
+    assert p["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert p["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": logs_id}
+    (enc,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert enc["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert {r["Id"] for r in p["LifecycleConfiguration"]["Rules"]} >= {"ExpireLiveData", "ExpireOldVersions"}
+    t.resource_properties_count_is(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+        2,
+    )
+
+
+# -- IAM ------------------------------------------------------------------------------------------------------
+def as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def all_statements(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy statement in the template: IAM policies, inline role policies, resource and key policies."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for lid, res in synth.resources.items():
+        p = res.get("Properties", {})
+        docs = [p.get("PolicyDocument"), p.get("KeyPolicy"), p.get("AssumeRolePolicyDocument")]
+        docs += [pol.get("PolicyDocument") for pol in p.get("Policies", []) or []]
+        for doc in docs:
+            if isinstance(doc, dict):
+                out += [(lid, s) for s in doc.get("Statement", [])]
+    return out
+
+
+def policy_statements_of_role(synth: Synth, role_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for res in synth.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in res["Properties"].get("Roles", []):
+            out += res["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_no_wildcard_actions(synth: Synth) -> None:
+    """No Allow statement anywhere names a wildcard action (``*``, ``s3:*``, ``kms:Get*``...).
+
+    The only wildcard actions in the template are the Deny statements that refuse every non-TLS request
+    (``aws:SecureTransport=false``) on buckets, queues and topics — denying everything is their point.
+    """
+    stmts = all_statements(synth)
+    assert stmts
+    for lid, s in stmts:
+        actions = as_list(s.get("Action", []))
+        wild = [a for a in actions if "*" in str(a)]
+        if not wild:
+            continue
+        assert s["Effect"] == "Deny", f"{lid}: wildcard action {wild} in an Allow statement"
+        assert s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}, f"{lid}: {s}"
+    for lid, s in stmts:
+        assert "NotAction" not in s, f"{lid} uses NotAction"
+
+
+def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
+    """Resource ``*`` only where AWS offers no resource-level permission (and key policies' own key)."""
+    allowed_star = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "iot:DescribeEndpoint"}
+    for lid, s in all_statements(synth):
+        if s["Effect"] != "Allow" or s.get("Resource") != "*":
+            continue
+        if synth.resources[lid]["Type"] == "AWS::KMS::Key":
+            root = ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]
+            assert s["Principal"] == {"AWS": {"Fn::Join": ["", root]}}
+            continue
+        assert set(as_list(s["Action"])) <= allowed_star, f"{lid}: {s}"
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def render_join(value: Any, refs: dict[str, str]) -> str:
+    """Render a string or ``Fn::Join`` of strings and ``Ref``s (the bucket name) to text."""
+    if isinstance(value, str):
+        return value
+    sep, parts = value["Fn::Join"]
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+        elif "Ref" in part:
+            out.append(refs[part["Ref"]])
+        else:
+            raise AssertionError(f"unexpected intrinsic {part}")
+    return str(sep).join(out)
