@@ -64,12 +64,12 @@ class DetectorConfig:
     shift_intervals: int = 12  # consecutive same-side deviations after which the new level is learned
     short_window: int = 6  # intervals in the moving average of surprise (changes of distribution)
     stats_alpha: float = 0.005  # smoothing of the surprise calibration
-    surprise_cap: float = 6.0  # surprise values are capped at this when calibrating (spikes don't inflate it)
+    surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
     cooldown_intervals: int = 24
     cooldown_penalty: float = 35.0  # severity removed at the start of the cool-down, fading linearly
     tail_floor: float = 1.5  # -log10(tail probability) mapped to severity 0 ...
-    tail_ceiling: float = 9.0  # ... and to severity 100
+    tail_ceiling: float = 6.0  # ... and to severity 100 (one in a million)
     min_scale_abs: float = 1e-9
     min_scale_rel: float = 1e-3  # sigma is at least this fraction of |level| (constant series stay quiet)
     held_points: int = 16  # anomalous points remembered per series for feedback
@@ -97,6 +97,19 @@ class DetectorConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_HIST_BINS = 32
+_HIST_WIDTH = 0.5  # bins of log1p(|z|)
+
+
+def _emp_tail(hist: array[float], a: float) -> float:
+    """-log10 of the share of past surprises at least as large as ``a`` (infinite when there was none)."""
+    total = sum(hist)
+    upper = sum(hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH)) :])
+    if upper <= 0 or total <= 0:
+        return math.inf
+    return -math.log10(min(1.0, upper / total))
+
+
 def _tail(z: float) -> float:
     """-log10 of the upper Gaussian tail probability P(Z > z); large z handled without underflow."""
     if z < 30:
@@ -120,12 +133,14 @@ class _Series:
         "err_s",
         "flat",
         "held",
+        "hist",
         "last",
         "level",
         "mad",
         "n",
         "recent",
         "run",
+        "run_s",
         "run_sum",
         "season",
     )
@@ -144,8 +159,10 @@ class _Series:
         self.bm = 0.0  # mean / variance of the short moving average of surprise
         self.bv = 0.0
         self.recent: list[float] = []
+        self.hist = array("d", [0.0]) * _HIST_BINS  # decayed histogram of the surprise (empirical tail)
         self.run = 0  # signed count of consecutive same-side deviations
-        self.run_sum = 0.0
+        self.run_sum = 0.0  # sum of the flat model's residuals over the run
+        self.run_s = 0.0  # ... and of the seasonal model's
         self.cool = 0
         self.held: list[list[float]] = []  # [interval index, value, residual, surprise, confirmed 0/1]
 
@@ -165,8 +182,10 @@ class _Series:
             self.bm,
             self.bv,
             list(self.recent),
+            list(self.hist),
             self.run,
             self.run_sum,
+            self.run_s,
             self.cool,
             [list(h) for h in self.held],
         ]
@@ -188,14 +207,17 @@ class _Series:
             s.bm,
             s.bv,
             recent,
+            hist,
             s.run,
             s.run_sum,
+            s.run_s,
             s.cool,
             held,
         ) = data
         s.last, s.n, s.run, s.cool = int(s.last), int(s.n), int(s.run), int(s.cool)
         s.season = None if season is None else array("d", [math.nan if v is None else float(v) for v in season])
         s.recent = [float(v) for v in recent]
+        s.hist = array("d", [float(v) for v in hist])
         s.held = [[float(x) for x in h] for h in held]
         return s
 
@@ -297,7 +319,7 @@ class Detector:
         sigma = max(_MAD_TO_SIGMA * s.mad, cfg.min_scale_abs, cfg.min_scale_rel * abs(s.level))
         r = x - pred
         z = r / sigma
-        a = min(abs(z), 1e6)
+        a = math.log1p(min(abs(z), 1e12))  # surprise on a log scale: heavy tails calibrate well
         lower, upper = pred - cfg.band_z * sigma, pred + cfg.band_z * sigma
         if s.n < cfg.warmup_intervals:
             self._learn_warmup(s, idx, x, r, a)
@@ -309,7 +331,9 @@ class Detector:
         window = s.recent[-(k - 1) :] if k > 1 else []
         avg = (sum(window) + min(a, cfg.surprise_cap)) / (len(window) + 1)
         sd_b = math.sqrt(s.bv) + 1e-3
-        t_point = _tail((a - s.am) / sd_a)
+        # The point's tail probability is at least the observed frequency of such surprises (a series that
+        # spikes every few hours does not alert on every spike), else the Gaussian tail of the calibration.
+        t_point = min(_tail((a - s.am) / sd_a), _emp_tail(s.hist, a))
         t_avg = _tail((avg - s.bm) / sd_b) if len(window) + 1 >= k else 0.0
         logp = max(t_point, t_avg) - math.log10(2.0)  # two tests: Bonferroni
         raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
@@ -352,6 +376,11 @@ class Detector:
             del s.recent[: -cfg.short_window]
 
     def _learn_stats(self, s: _Series, a: float, avg: float, w: float) -> None:
+        hist = s.hist
+        keep = 1.0 - w
+        for i in range(_HIST_BINS):
+            hist[i] *= keep
+        hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH))] += w
         d = a - s.am
         s.am += w * d
         s.av = (1 - w) * (s.av + w * d * d)
@@ -368,55 +397,79 @@ class Detector:
         excluded = raw >= cfg.exclude_score
         # Level shift: a run of same-side deviations becomes the new level.
         side = 1 if z > cfg.shift_z else -1 if z < -cfg.shift_z else 0
+        rf = x - s.flat
+        o = s.season[self._bucket(idx)] if s.season is not None else 0.0
+        rs = x - s.level - (0.0 if math.isnan(o) else o)
         if side and (s.run == 0 or (s.run > 0) == (side > 0)):
             s.run += side
-            s.run_sum += r
+            s.run_sum += rf
+            s.run_s += rs
         else:
-            s.run, s.run_sum = (side, r) if side else (0, 0.0)
+            s.run, s.run_sum, s.run_s = (side, rf, rs) if side else (0, 0.0, 0.0)
         if abs(s.run) >= cfg.shift_intervals:
-            shift = s.run_sum / abs(s.run)
-            s.level += shift
-            s.flat += shift
+            n = abs(s.run)
+            shift = (s.run_sum if not self._season_active(s) else s.run_s) / n
+            s.flat += s.run_sum / n
+            s.level += s.run_s / n if s.season is not None else s.run_sum / n
             s.mad = max(s.mad, abs(shift) / (2 * cfg.shift_z * _MAD_TO_SIGMA))
-            s.run, s.run_sum = 0, 0.0
+            s.run, s.run_sum, s.run_s = 0, 0.0, 0.0
             s.held = [h for h in s.held if h[4]]  # the run is now normal: no feedback needed on it
             s.recent.clear()
             return
+        self._track_errors(s, idx, x)
         if excluded:
             s.held.append([float(idx), x, r, a, 0.0])
             del s.held[: -cfg.held_points]
-        else:
-            self._learn_point(s, idx, x, sigma, 1.0)
+        self._learn_point(s, idx, x, sigma, 1.0, anomalous=excluded)
         s.recent.append(ac)
         del s.recent[: -cfg.short_window]
         self._learn_stats(s, ac, avg, cfg.stats_alpha)
 
-    def _learn_point(self, s: _Series, idx: int, x: float, sigma: float, weight: float) -> None:
-        """Learn one value as normal: the seasonal model (level + profile), the flat model and the scale.
+    def _track_errors(self, s: _Series, idx: int, x: float) -> None:
+        """Errors of the flat and of the seasonal prediction (clipped at a common, wide limit), for model choice."""
+        cfg = self.config
+        cap = 6.0 * max(s.err_f, s.err_s) + cfg.min_scale_abs + cfg.min_scale_rel * abs(s.level)
+        s.err_f += cfg.scale_alpha * (min(abs(x - s.flat), cap) - s.err_f)
+        if s.season is not None:
+            o = s.season[self._bucket(idx)]
+            es = abs(x - s.level - (0.0 if math.isnan(o) else o))
+            s.err_s += cfg.scale_alpha * (min(es, cap) - s.err_s)
 
-        Residuals are winsorised at ``clip_z`` sigma, so one odd value moves nothing much.
+    def _learn_point(
+        self, s: _Series, idx: int, x: float, sigma: float, weight: float, anomalous: bool = False
+    ) -> None:
+        """Learn one value: the seasonal model (level + profile), the flat model and the scale.
+
+        Level and scale take residuals winsorised at ``clip_z`` sigma, so one odd value moves them little, and an
+        ``anomalous`` value does not move them at all. The profile bucket of an anomalous value learns at a quarter
+        of its rate (a changed daily shape is learned over a few periods; a spike moves its bucket a little, never
+        the level), and a bucket seen for the first time takes the value as it is.
         """
         cfg = self.config
         lim = cfg.clip_z * sigma
         la = min(1.0, cfg.level_alpha * weight)
         active = self._season_active(s)
+        rs = 0.0
+        if s.season is not None:
+            b = self._bucket(idx)
+            o = s.season[b]
+            if math.isnan(o):
+                s.season[b] = o = x - s.level
+            rs = x - s.level - o
+            g = min(1.0, cfg.season_gamma * weight * (0.25 if anomalous else 1.0))
+            s.season[b] = o + g * (1.0 - cfg.level_alpha) * rs
+            if anomalous:
+                return
+            rs = max(-lim, min(lim, rs))
+            s.level += la * rs
+        elif anomalous:
+            return
         rf = max(-lim, min(lim, x - s.flat))
         s.flat += la * rf
-        s.err_f += cfg.scale_alpha * (abs(rf) - s.err_f)
         if s.season is None:
             s.level = s.flat
-            s.mad += min(1.0, cfg.scale_alpha * weight) * (abs(rf) - s.mad)
-            return
-        b = self._bucket(idx)
-        o = s.season[b]
-        if math.isnan(o):
-            s.season[b] = x - s.level
-            o = s.season[b]
-        rs = max(-lim, min(lim, x - s.level - o))
-        s.err_s += cfg.scale_alpha * (abs(rs) - s.err_s)
-        s.level += la * rs
-        s.season[b] = o + min(1.0, cfg.season_gamma * weight) * (1.0 - cfg.level_alpha) * rs
-        s.mad += min(1.0, cfg.scale_alpha * weight) * (abs(rs if active else rf) - s.mad)
+        r = rs if active else rf
+        s.mad += min(1.0, cfg.scale_alpha * weight) * (abs(r) - s.mad)
 
     # -- feedback -----------------------------------------------------------------------------------------------
     def apply_feedback(self, series_id: str, timestamp: datetime, is_anomaly: bool) -> bool:
@@ -433,7 +486,7 @@ class Detector:
         if is_anomaly:
             if held is not None:
                 held[4] = 1.0
-            s.run, s.run_sum = 0, 0.0  # a confirmed anomaly must not become the new level
+            s.run, s.run_sum, s.run_s = 0, 0.0, 0.0  # a confirmed anomaly must not become the new level
             return True
         cfg = self.config
         if held is not None:
@@ -448,7 +501,7 @@ class Detector:
             s.mad *= 1.5
             s.av *= 2.25
         s.cool = 0
-        s.run, s.run_sum = 0, 0.0
+        s.run, s.run_sum, s.run_s = 0, 0.0, 0.0
         return True
 
     # -- persistence --------------------------------------------------------------------------------------------
