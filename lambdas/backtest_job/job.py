@@ -28,7 +28,7 @@ import gzip
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -336,15 +336,15 @@ def _aggregation(spec: PipelineSpec) -> str:
     return kinds.pop()
 
 
-def run_backtest(records: list[Record], spec: PipelineSpec, detector_id: str) -> backtest.BacktestResult:
-    """The detector's backtest core on validated records (the same causal ``Detector`` as the live engine)."""
+def run_backtest(records: Iterable[Record], spec: PipelineSpec, detector_id: str) -> backtest.BacktestResult:
+    """The detector's backtest core on validated records (the same causal ``Detector`` as the live engine).
+
+    ``records`` may be a generator: only the text rows the core needs are kept, not the records.
+    """
     header = list(csv_input.required_columns(spec))
+    names = spec.measure_names
     rows = [
-        [
-            r.timestamp.strftime(OUTPUT_TIMESTAMP_FORMAT),
-            *r.dimensions,
-            *(repr(r.values[m]) for m in spec.measure_names),
-        ]
+        [r.timestamp.strftime(OUTPUT_TIMESTAMP_FORMAT), *r.dimensions, *(repr(r.values[m]) for m in names)]
         for r in records
     ]
     return backtest.run(
@@ -374,8 +374,15 @@ def process_object(clients: Clients, settings: Settings, bucket: str, key: str, 
         logger.info("skipped", extra={"key": key, "reason": report.message})
         return report
     parse = csv_input.ParseReport()
+    result: backtest.BacktestResult | None = None
+    failure = "no usable row: nothing to backtest (see the error report)"
     try:
-        records = list(csv_input.iter_rows(object_lines(clients.s3, bucket, key), spec, parse))
+        result = run_backtest(
+            csv_input.iter_rows(object_lines(clients.s3, bucket, key), spec, parse), spec, settings.detector_id
+        )
+    except backtest.BacktestError as exc:  # e.g. no good row at all
+        if parse.good:
+            failure = f"the backtest cannot run: {exc}"
     except (csv_input.CsvHeaderError, UnicodeDecodeError, OSError, EOFError) as exc:
         report.status = "rejected"
         report.message = f"the file cannot be read: {exc}"
@@ -395,15 +402,13 @@ def process_object(clients: Clients, settings: Settings, bucket: str, key: str, 
         )
     report.first_day = parse.first.isoformat() if parse.first else None
     report.last_day = parse.last.isoformat() if parse.last else None
-    if not records:
+    if result is None or not parse.good:
         report.status = "rejected"
-        report.message = "no usable row: nothing to backtest (see the error report)"
+        report.message = failure
         _put_text(clients, bucket, report_key(key), json.dumps(report.to_dict(), indent=2), "application/json")
         logger.error("upload has no usable row", extra={"key": key})
         return report
 
-    result = run_backtest(records, spec, settings.detector_id)
-    del records
     report_from = result.report_from or (parse.first or datetime.now().astimezone())
     step = interval_seconds(spec.interval)
     total = int((to_utc(parse.last or report_from) - to_utc(parse.first or report_from)).total_seconds() // step) + 1
