@@ -76,7 +76,7 @@ def batches(draw: st.DrawFn) -> tuple[PipelineSpec, dict[str, Any]]:
     return spec, {"invocationId": "i", "deliveryStreamArn": "arn", "region": "eu-west-1", "records": records}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches())
 def test_every_record_returned_once_and_counts_add_up(case: tuple[PipelineSpec, dict[str, Any]]) -> None:
     spec, event = case
@@ -90,7 +90,7 @@ def test_every_record_returned_once_and_counts_add_up(case: tuple[PipelineSpec, 
     assert {r["result"] for r in response["records"]} <= {"Ok", "ProcessingFailed"}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches())
 def test_ok_output_revalidates_and_is_partitioned_by_own_interval(case: tuple[PipelineSpec, dict[str, Any]]) -> None:
     spec, event = case
@@ -115,7 +115,7 @@ def test_ok_output_revalidates_and_is_partitioned_by_own_interval(case: tuple[Pi
             assert parse_timestamp(json.loads(line)[spec.timestamp_column]) == rec.timestamp
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(batches(), st.integers(min_value=0, max_value=20000))
 def test_response_never_exceeds_limit_when_fallback_fits(case: tuple[PipelineSpec, dict[str, Any]], slack: int) -> None:
     spec, event = case
