@@ -369,18 +369,20 @@ class Detector:
             b = self._bucket(idx)
             if math.isnan(s.season[b]):
                 s.season[b] = x - s.level
-        if s.n > 2:
+        half = cfg.warmup_intervals // 2
+        if s.n > half:  # the scale is usable by now: start calibrating the surprise (not its histogram yet)
             ac = min(a, cfg.surprise_cap)
-            self._learn_stats(s, ac, ac, max(w, cfg.stats_alpha))
+            self._learn_stats(s, ac, ac, max(1.0 / (s.n - half), cfg.stats_alpha), with_hist=False)
             s.recent.append(ac)
             del s.recent[: -cfg.short_window]
 
-    def _learn_stats(self, s: _Series, a: float, avg: float, w: float) -> None:
-        hist = s.hist
-        keep = 1.0 - w
-        for i in range(_HIST_BINS):
-            hist[i] *= keep
-        hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH))] += w
+    def _learn_stats(self, s: _Series, a: float, avg: float, w: float, with_hist: bool = True) -> None:
+        if with_hist:
+            hist = s.hist
+            keep = 1.0 - w
+            for i in range(_HIST_BINS):
+                hist[i] *= keep
+            hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH))] += w
         d = a - s.am
         s.am += w * d
         s.av = (1 - w) * (s.av + w * d * d)
@@ -486,6 +488,9 @@ class Detector:
         if is_anomaly:
             if held is not None:
                 held[4] = 1.0
+                # Forget it as a "usual" surprise: a confirmed anomaly must stay surprising when it repeats.
+                b = min(_HIST_BINS - 1, int(min(held[3], self.config.surprise_cap) / _HIST_WIDTH))
+                s.hist[b] = max(0.0, s.hist[b] - self.config.stats_alpha)
             s.run, s.run_sum, s.run_s = 0, 0.0, 0.0  # a confirmed anomaly must not become the new level
             return True
         cfg = self.config

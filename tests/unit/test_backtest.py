@@ -1,0 +1,126 @@
+"""Backtest core and CLI: column detection, bad rows reported and kept, one output row per input row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sentinel_core import backtest as core
+from typer.testing import CliRunner
+
+from simulator.cli import _register, app
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def make_csv(path: Path, n: int = 600, spike_at: int = 500, bad: bool = True) -> int:
+    """Two locations, two measures, every 5 minutes; a spike at one location. Returns the data row count."""
+    rnd = random.Random(4)
+    rows = [["timestamp", "location", "co", "no2"]]
+    for i in range(n):
+        ts = (T0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S")
+        for loc in ("A", "B"):
+            co = 5 + math.sin(i / 20) + rnd.gauss(0, 0.1)
+            if loc == "A" and i == spike_at:
+                co += 30
+            rows.append([ts, loc, f"{co:.3f}", f"{40 + rnd.gauss(0, 1):.2f}"])
+    if bad:
+        rows.insert(50, ["not a time", "A", "1", "2"])
+        rows.insert(60, [rows[59][0], "B", "abc", "2"])
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return len(rows) - 1
+
+
+def test_detect_columns() -> None:
+    header = ["value", "timestamp", "host"]
+    sample = [["1.5", "2024-01-01 00:00", "a"], ["2", "2024-01-01 00:05", "b"]]
+    cols = core.detect_columns(header, sample)
+    assert cols == core.Columns("timestamp", ("host",), ("value",))
+    with pytest.raises(core.BacktestError, match="timestamp"):
+        core.detect_columns(["a", "b"], [["x", "1"]])
+    with pytest.raises(core.BacktestError, match="not in the header"):
+        core.detect_columns(header, sample, measures=["nope"])
+
+
+def test_cli_end_to_end_with_bad_rows(tmp_path: Path) -> None:
+    _register()
+    src, out, groups = tmp_path / "in.csv", tmp_path / "out.csv", tmp_path / "groups.json"
+    n = make_csv(src)
+    result = CliRunner().invoke(
+        app, ["backtest", str(src), "--interval", "PT5M", "--out", str(out), "--groups-out", str(groups)]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n
+    assert rows[49]["anomaly_score"] == ""  # "not a time" (line 51)
+    assert "line 51" in result.output and "line 61" in result.output
+    assert rows[59]["anomaly_score"] != ""  # bad co, good no2: still scored
+    spike = [r for r in rows if r["location"] == "A" and r["co"] and float(r["co"]) > 20]
+    assert len(spike) == 1 and float(spike[0]["anomaly_score"]) >= 90
+    assert all(0 <= float(r["anomaly_score"]) <= 100 for r in rows if r["anomaly_score"])
+    found = json.loads(groups.read_text())
+    co_groups = [g for g in found if g["measure"] == "co" and g["score"] >= 90]
+    assert co_groups and co_groups[0]["contributions"][0]["value"] == "A"
+
+
+def test_backtest_mode_reports_only_the_last_part(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    make_csv(src, bad=False, spike_at=100)
+    with src.open() as f:
+        header, rows, lines = core.read_csv(f)
+    res = core.run(header, rows, 300, backtest_fraction=0.3, line_numbers=lines)
+    assert res.report_from is not None
+    assert res.columns.dimensions == ("location",) and res.columns.measures == ("co", "no2")
+    early = [s for r, s in zip(rows, res.scores, strict=True) if r[0] < res.report_from.strftime("%Y-%m-%d %H:%M")]
+    assert early and all(s == 0 for s in early)  # learned, not reported: the spike at 100 is not reported
+    assert all(g.start >= res.report_from for g in res.groups)
+
+
+def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
+    src = tmp_path / "nab.csv"
+    with src.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["when", "value"])
+        for i in range(300):
+            w.writerow([(T0 + timedelta(seconds=97 * i)).isoformat(), "1.0" if i != 250 else "50"])
+    out = tmp_path / "o.csv"
+    _register()
+    result = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(src),
+            "--interval",
+            "PT10M",
+            "--timestamp-column",
+            "when",
+            "--measure",
+            "value",
+            "--out",
+            str(out),
+            "--aggregation",
+            "SUM",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 300 and float(rows[250]["anomaly_score"]) >= 90
+
+
+def test_unusable_input_fails_clearly(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text("a,b\nx,y\n")
+    _register()
+    result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and "timestamp" in result.output
+    result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv"), "--interval", "P1Y"])
+    assert result.exit_code != 0
