@@ -82,6 +82,7 @@ def emit_metrics(report: dict[str, Any]) -> None:
         ("Anomalies", "anomalies"),
         ("AlertsSent", "alerts_sent"),
         ("LateRecords", "late_records"),
+        ("DuplicateRecords", "duplicate_records"),
         ("BadRecords", "bad_records"),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=0 if replay else int(report.get(key, 0)))

@@ -136,6 +136,7 @@ class RunReport:
     bad_records: int = 0
     bad_reasons: dict[str, int] = field(default_factory=dict)
     late_records: int = 0
+    duplicate_records: int = 0
     late_objects: list[str] = field(default_factory=list)
     feedback_applied: int = 0
     stopped_early: bool = False
@@ -399,6 +400,24 @@ def publish_alerts(
 # ----------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------
+def drop_duplicates(records: list[Record]) -> list[Record]:
+    """Keep the first of identical records (same timestamp, dimension values and measure values).
+
+    IoT Core (QoS 1) and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it
+    would double a SUM and skew an AVG. Two genuinely different readings never share all of these fields (the
+    timestamp is kept to the second); producers that can send identical readings must add a dimension telling them
+    apart.
+    """
+    seen: set[tuple[object, ...]] = set()
+    out: list[Record] = []
+    for r in records:
+        key = (r.timestamp, r.dimensions, tuple(sorted(r.values.items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def score_interval(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
 ) -> list[AnomalyGroup]:
@@ -418,6 +437,14 @@ def score_interval(
             extra={"interval": start.isoformat(), "count": len(records) - len(inside)},
         )
         records = inside
+    unique = drop_duplicates(records)
+    if len(unique) != len(records):
+        report.duplicate_records += len(records) - len(unique)
+        logger.info(
+            "identical records counted once (IoT QoS 1 and Firehose deliver at least once)",
+            extra={"interval": start.isoformat(), "duplicates": len(records) - len(unique)},
+        )
+        records = unique
     _add_bad(report, bad)
     report.records += len(records)
     values = agg.aggregate(records, spec).get(start, {}) if records else {}
