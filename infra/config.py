@@ -316,7 +316,8 @@ def _spec_with_overrides(base: PipelineSpec, get: Any) -> PipelineSpec:
     try:
         return base.with_overrides(**changes)
     except SpecError as exc:
-        raise ConfigError(f"context overrides of preset {base.preset!r}: {exc}") from None
+        keys = ", ".join(repr(k) for k in changes)
+        raise ConfigError(f"context {keys} (overriding preset {base.preset!r}): {exc}") from None
 
 
 def _alert_filter(key: str, value: Any, spec: PipelineSpec) -> str:

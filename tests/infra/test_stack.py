@@ -61,8 +61,17 @@ def test_firehose_writes_the_layout(synth: Synth) -> None:
     params = {p["ParameterName"]: p["ParameterValue"] for p in proc["Parameters"]}
     transform_id, _ = synth.by_role("transform")
     assert proc["Type"] == "Lambda" and params["LambdaArn"] == {"Fn::GetAtt": [transform_id, "Arn"]}
-    assert stream["Properties"]["DeliveryStreamType"] == "DirectPut"
-    assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+    sources = synth.of_type("AWS::Kinesis::Stream")
+    if spec.ingest == "kinesis" and sources:
+        # Kinesis ingest: the data stream (KMS-encrypted at rest) is the source; Firehose takes no SSE input then.
+        (source_id,) = sources
+        assert stream["Properties"]["DeliveryStreamType"] == "KinesisStreamAsSource"
+        source = stream["Properties"]["KinesisStreamSourceConfiguration"]
+        assert source["KinesisStreamARN"] == {"Fn::GetAtt": [source_id, "Arn"]}
+        assert "DeliveryStreamEncryptionConfigurationInput" not in stream["Properties"]
+    else:
+        assert stream["Properties"]["DeliveryStreamType"] == "DirectPut"
+        assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
 
 
 def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None:

@@ -1,0 +1,123 @@
+"""Typed configuration from CDK context: defaults, CLI strings, and one clear error per bad setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sentinel_core.spec import Measure, get_preset
+
+from infra.config import CONTEXT_KEYS, ConfigError, SentinelConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cfg(**ctx: Any) -> SentinelConfig:
+    return SentinelConfig.from_context(ctx)
+
+
+def test_defaults_are_air_quality_builtin() -> None:
+    c = cfg()
+    assert c.spec == get_preset("air-quality")
+    assert c.engine == "builtin"
+    assert c.stack_name == "MetricSentinel-air-quality"
+    assert c.detector_id == c.detector_name == "metric-sentinel-air-quality"
+    assert (c.powertools_layer_version, c.log_retention_days, c.schedule_offset_seconds) == (27, 30, 120)
+    assert c.alert_emails == c.alert_phones == ()
+
+
+def test_cdk_json_context_is_valid_and_complete() -> None:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    assert set(CONTEXT_KEYS) <= set(context)
+    c = SentinelConfig.from_context(context)
+    assert (c.preset, c.engine) == ("air-quality", "builtin")
+    assert context["@aws-cdk/core:validateAgainstDefaultRules"] is True
+
+
+def test_frozen() -> None:
+    c = cfg()
+    with pytest.raises(AttributeError):
+        c.engine = "lookout"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("preset", ["air-quality", "loyalty", "ecommerce"])
+@pytest.mark.parametrize("engine", ["builtin", "lookout"])
+def test_every_preset_and_engine(preset: str, engine: str) -> None:
+    c = cfg(preset=preset, engine=engine)
+    assert c.spec == get_preset(preset) and c.engine == engine
+
+
+def test_cli_strings_are_parsed() -> None:
+    c = cfg(
+        alert_emails="a@example.com, b@example.org",
+        alert_phones='["+14155550100", "+442071838750"]',
+        severity_threshold="85.5",
+        interval="pt1h",
+        measures="CO,NO2:SUM",
+        dimensions='["LOCATION_ID", "FLOOR"]',
+        log_retention_days="14",
+        schedule_offset_seconds="300",
+        powertools_layer_version="28",
+        alert_filter='{"measures": ["CO"], "dimensions": {"LOCATION_ID": ["B-101"]}}',
+    )
+    assert c.alert_emails == ("a@example.com", "b@example.org")
+    assert c.alert_phones == ("+14155550100", "+442071838750")
+    assert c.spec.severity_threshold == 85.5
+    assert c.spec.interval == "PT1H"
+    assert c.spec.measures == (Measure("CO", "AVG", "ppm"), Measure("NO2", "SUM"))
+    assert c.spec.dimensions == ("LOCATION_ID", "FLOOR")
+    assert (c.log_retention_days, c.schedule_offset_seconds, c.powertools_layer_version) == (14, 300, 28)
+    assert json.loads(c.alert_filter_json) == {"dimensions": {"LOCATION_ID": ["B-101"]}, "measures": ["CO"]}
+
+
+def test_json_context_values() -> None:
+    c = cfg(
+        alert_emails=["ops@example.com"],
+        measures=[{"name": "CO", "aggregation": "sum", "unit": "ppm"}],
+        severity_threshold=50,
+        alert_filter={},
+    )
+    assert c.spec.measures == (Measure("CO", "SUM", "ppm"),)
+    assert c.spec.severity_threshold == 50.0 and c.alert_filter_json == ""
+
+
+@pytest.mark.parametrize(
+    ("ctx", "message"),
+    [
+        ({"preset": "weather"}, "unknown preset 'weather'"),
+        ({"engine": "sagemaker"}, "unknown engine 'sagemaker'"),
+        ({"interval": "PT15M"}, "must be one of PT5M, PT10M, PT1H, P1D"),
+        ({"measures": "A,B,C,D,E,F"}, "at most 5 measures"),
+        ({"dimensions": "A,B,C,D,E,F"}, "at most 5 dimensions"),
+        ({"measures": "CO:MAX"}, "aggregation of CO must be one of SUM, AVG"),
+        ({"measures": [{"name": "CO", "aggregation": "MEDIAN"}]}, "aggregation of CO must be one of SUM, AVG"),
+        ({"alert_emails": "ops@example"}, "'ops@example' is not an e-mail address"),
+        ({"alert_emails": "not an address"}, "is not an e-mail address"),
+        ({"alert_phones": "0155 555 0123"}, "is not an E.164 phone number"),
+        ({"alert_phones": "+0123456"}, "is not an E.164 phone number"),
+        ({"alert_phones": "+1234567890123456"}, "is not an E.164 phone number"),
+        ({"severity_threshold": "101"}, "within 0-100"),
+        ({"severity_threshold": -1}, "within 0-100"),
+        ({"severity_threshold": "high"}, "must be a number"),
+        ({"log_retention_days": 10}, "CloudWatch Logs accepts"),
+        ({"schedule_offset_seconds": 90}, "whole minutes"),
+        ({"schedule_offset_seconds": 30}, "at least 60 s"),
+        ({"schedule_offset_seconds": 300}, "below the PT5M interval"),
+        ({"detector_id": "bad id!"}, "detector_id"),
+        ({"alert_filter": "{not json"}, "must be JSON"),
+        ({"alert_filter": {"measures": ["PM25"]}}, "PM25"),
+        ({"dimensions": "LOCATION_ID,LOCATION_ID"}, "unique"),
+        ({"measures": "CO,LOCATION_ID"}, "unique"),
+        ({"powertools_layer_version": "latest"}, "whole number"),
+        ({"alert_emails": '["ok@example.com",'}, "invalid JSON"),
+        ({"console_base_url": "http://example.com"}, "https://"),
+    ],
+)
+def test_clear_errors(ctx: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as err:
+        SentinelConfig.from_context(ctx)
+    assert message in str(err.value)
+    key = next(iter(ctx))
+    assert key in str(err.value) or key == "preset"

@@ -1,0 +1,88 @@
+"""Firehose's prefix, the transform's partition keys and the Lookout metric set agree for every interval.
+
+Read from synthesized templates (air-quality, lookout engine, interval overridden to each of PT5M/PT10M/PT1H/P1D):
+the delivery stream's ``Prefix`` is rendered the way Firehose renders it with the partition keys the REAL transform
+returns for a record, and must equal the Lookout ``TemplatedPathList`` rendered for the same interval start and
+``layout.interval_folder`` — so the detector (builtin or Lookout) reads exactly the folder Firehose wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sentinel_core import layout
+from sentinel_core.intervals import DETECTOR_INTERVALS, floor_to_interval
+from transform import logic
+
+from tests.infra.conftest import Synth
+from tests.infra.test_stack import render_join
+
+TIMES = [
+    datetime(2026, 3, 23, 10, 7, 31, tzinfo=UTC),
+    datetime(2026, 3, 23, 10, 0, 0, tzinfo=UTC),  # on a boundary
+    datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),  # last second of a year
+    datetime(2028, 2, 29, 0, 9, 59, tzinfo=UTC),  # leap day
+]
+
+
+def render_lookout(template: str, start: datetime) -> str:
+    return template.replace("{{yyyyMMdd}}", start.strftime("%Y%m%d")).replace("{{HHmm}}", start.strftime("%H%M"))
+
+
+def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
+    """Partition keys the transform returns for one record with timestamp ``ts`` (arriving 30 s later)."""
+    spec = synth.spec()
+    doc = {
+        spec.timestamp_column: ts.strftime("%Y-%m-%d %H:%M:%S"),
+        "LOCATION_ID": "B-101",
+        "CO": 1.5,
+        "SO2": 3,
+        "NO2": 4,
+    }
+    arrival = ts + timedelta(seconds=30)
+    event = {
+        "invocationId": "agreement",
+        "deliveryStreamArn": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/x",
+        "region": "eu-west-1",
+        "records": [
+            {
+                "recordId": "r1",
+                "approximateArrivalTimestamp": int(arrival.timestamp() * 1000),
+                "data": base64.b64encode(json.dumps(doc).encode()).decode(),
+            }
+        ],
+    }
+    response, _ = logic.transform_batch(event, spec)
+    (rec,) = response["records"]
+    assert rec["result"] == "Ok", rec
+    return dict(rec["metadata"]["partitionKeys"])
+
+
+@pytest.mark.parametrize("interval", DETECTOR_INTERVALS)
+def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: Callable[..., Synth]) -> None:
+    # The preset's own interval reuses the plain synth; the others override it.
+    extra = {} if interval == "PT5M" else {"interval": interval}
+    s = synth_cache("air-quality", "lookout", **extra)
+    spec = s.spec()
+    assert spec.interval == interval
+    bucket_id, _ = s.by_role("data-bucket")
+    _, stream = s.by_role("delivery-stream")
+    prefix = stream["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
+    _, det = s.by_role("lookout-detector")
+    (ms,) = det["Properties"]["MetricSetList"]
+    assert ms["MetricSetFrequency"] == interval
+    (templated,) = ms["MetricSource"]["S3SourceConfig"]["TemplatedPathList"]
+    lookout = render_join(templated, {bucket_id: "BUCKET"})
+    for ts in TIMES:
+        start = floor_to_interval(ts, interval)
+        keys = transform_keys(ts, s)
+        assert keys == layout.partition_keys(ts, spec)
+        # Firehose renders the prefix at arrival (later, maybe in the next interval): only the keys matter.
+        written = layout.render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
+        read_by_lookout = render_lookout(lookout, start).removeprefix("s3://BUCKET/") + "/"
+        assert written == read_by_lookout == layout.interval_folder(ts, spec), (interval, ts)
+        assert layout.parse_interval_folder(written + "part-0001", spec) == start
