@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
@@ -166,21 +167,65 @@ def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def _decode(body: bytes) -> str:
+def _text_stream(body: bytes) -> io.TextIOWrapper:
+    """Text lines of an object, decompressed on the fly when it is gzip (memory stays near the compressed size)."""
+    raw: IO[bytes] = io.BytesIO(body)
     if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    return body.decode("utf-8-sig")
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig")
 
 
-def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded object) per non-empty line; a line that is not JSON yields a ``RecordError``."""
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield n, RecordError("not_json", f"line is not JSON: {exc.msg}")
+def iter_records(body: bytes, spec: PipelineSpec, key: str, bad: Counter[str]) -> Iterator[Record]:
+    """Valid records of one S3 object, streamed: gzip or not; JSON lines (what Firehose writes) or CSV with a header
+    (uploads, read with ``csv_input``'s rules). Every bad line is counted in ``bad`` by reason; the first
+    ``MAX_LOGGED_BAD`` are logged with key and line number. An object that cannot be decoded counts once as
+    ``unreadable_object`` (records before the damage are kept)."""
+    lines = _text_stream(body)
+    logged = 0
+    try:
+        head: list[str] = []
+        for line in lines:
+            head.append(line)
+            if line.strip():
+                break
+        if not head or not head[-1].strip():
+            return
+        rows = itertools.chain(head, lines)
+        if head[-1].lstrip()[0] not in "{[":
+            report = csv_input.ParseReport()
+            try:
+                yield from csv_input.iter_rows(rows, spec, report)
+            except csv_input.CsvHeaderError as exc:
+                bad["bad_csv_header"] += 1
+                logger.warning("CSV object without a usable header skipped", extra={"key": key, "error": str(exc)})
+            finally:
+                bad.update(report.reasons())
+                for e in report.errors[:MAX_LOGGED_BAD]:
+                    logger.warning(
+                        "bad record", extra={"key": key, "line": e.line, "reason": e.reason, "error": e.message}
+                    )
+            return
+        for n, line in enumerate(rows, 1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RecordError("not_json", f"line is not JSON: {exc.msg}") from None
+                rec = validate(obj, spec)
+            except RecordError as err:
+                bad[err.reason] += 1
+                if logged < MAX_LOGGED_BAD:
+                    logged += 1
+                    logger.warning("bad record", extra={"key": key, "line": n, "reason": err.reason, "error": str(err)})
+                continue
+            yield rec
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        bad["unreadable_object"] += 1
+        logger.warning(
+            "unreadable object (kept what was read before the damage)", extra={"key": key, "error": str(exc)}
+        )
 
 
 @dataclass
@@ -190,42 +235,8 @@ class ObjectRead:
 
 
 def parse_object(body: bytes, spec: PipelineSpec, key: str = "") -> ObjectRead:
-    """Records of one S3 object: gzip or not; JSON lines (what Firehose writes) or CSV with a header (uploads).
-
-    Every bad line is counted by reason (the first ``MAX_LOGGED_BAD`` are logged with key and line number).
-    """
     out = ObjectRead()
-    try:
-        text = _decode(body)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        out.bad["unreadable_object"] += 1
-        logger.warning("unreadable object skipped", extra={"key": key, "error": str(exc)})
-        return out
-    if not text.strip():
-        return out
-    if text.lstrip()[0] not in "{[":
-        try:
-            records, report = csv_input.parse_csv(io.StringIO(text), spec)
-        except csv_input.CsvHeaderError as exc:
-            out.bad["bad_csv_header"] += 1
-            logger.warning("CSV object without a usable header skipped", extra={"key": key, "error": str(exc)})
-            return out
-        out.records.extend(records)
-        out.bad.update(report.reasons())
-        for e in report.errors[:MAX_LOGGED_BAD]:
-            logger.warning("bad record", extra={"key": key, "line": e.line, "reason": e.reason, "error": e.message})
-        return out
-    logged = 0
-    for line, obj in iter_json_lines(text):
-        try:
-            if isinstance(obj, RecordError):
-                raise obj
-            out.records.append(validate(obj, spec))
-        except RecordError as err:
-            out.bad[err.reason] += 1
-            if logged < MAX_LOGGED_BAD:
-                logged += 1
-                logger.warning("bad record", extra={"key": key, "line": line, "reason": err.reason, "error": str(err)})
+    out.records = list(iter_records(body, spec, key, out.bad))
     return out
 
 
@@ -259,28 +270,33 @@ class State:
 
 
 def warm_up(clients: Clients, settings: Settings, detector: Detector, report: RunReport) -> None:
-    """Teach a new detector the history under the historical prefix (no groups, no alerts)."""
+    """Teach a new detector the history under the historical prefix (no groups, no alerts).
+
+    Objects are streamed into the aggregation (records are not kept), so a large history fits in memory.
+    """
     spec = settings.spec
     keys = list_keys(clients.s3, settings.bucket, layout.historical_prefix(spec))
-    records: list[Record] = []
     bad: Counter[str] = Counter()
-    for key in keys:
-        read = read_object(clients.s3, settings.bucket, key, spec)
-        records.extend(read.records)
-        bad.update(read.bad)
-    report.warmup_records = len(records)
+
+    def records() -> Iterator[Record]:
+        for key in keys:
+            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+            for rec in iter_records(body, spec, key, bad):
+                report.warmup_records += 1
+                yield rec
+
+    by_interval = agg.aggregate(records(), spec)
     _add_bad(report, bad)
-    if not records:
+    if not by_interval:
         logger.info("no historical data: the detector starts cold", extra={"prefix": layout.historical_prefix(spec)})
         return
-    by_interval = agg.aggregate(records, spec)
     starts = sorted(by_interval)
     for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
-        detector.score(start, by_interval.get(start, {}))
+        detector.score(start, by_interval.pop(start, {}))
         report.warmup_intervals += 1
     logger.info(
         "warmed up on history",
-        extra={"objects": len(keys), "records": len(records), "intervals": report.warmup_intervals},
+        extra={"objects": len(keys), "records": report.warmup_records, "intervals": report.warmup_intervals},
     )
 
 

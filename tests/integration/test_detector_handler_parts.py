@@ -50,6 +50,9 @@ def test_csv_objects_are_read_with_the_csv_rules() -> None:
 def test_unreadable_object_is_counted() -> None:
     assert runner.parse_object(b"\x1f\x8b\x08garbage", AQ).bad == {"unreadable_object": 1}
     assert runner.parse_object(b"", AQ).records == []
+    truncated = runner.parse_object(gzip.compress(GOOD * 2000)[:-40], AQ)  # an object cut short
+    assert truncated.bad == {"unreadable_object": 1}
+    assert 0 < len(truncated.records) < 2000  # what was readable is kept
 
 
 def test_closed_interval_uses_the_event_time_minus_the_offset() -> None:
