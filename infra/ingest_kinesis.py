@@ -1,98 +1,76 @@
 """Kinesis Data Streams ingest (the ecommerce preset): an on-demand, KMS-encrypted stream as Firehose's source.
 
-The stream replaces Direct PUT as the delivery stream's source. Firehose reads it with a role of its own that may
-only describe and read THIS stream and decrypt with THIS key (``KinesisStreamSourceConfiguration.RoleARN``); the
-delivery role the pipeline already has (S3 write, transform invoke) is untouched. Producers get ``grant_write``.
+The stack hands :attr:`KinesisIngest.stream` to ``Delivery`` (its ``source_stream``), which makes the delivery
+stream ``KinesisStreamAsSource`` and lets the Firehose role describe and read THIS stream only. What the stream adds
+on top, in :meth:`allow_firehose`: decrypting with THIS stream's key, in its own policy that the delivery stream
+depends on (Firehose checks its role when the delivery stream is created). Producers get :meth:`grant_write`.
 
-Firehose rejects its own server-side encryption (``DeliveryStreamEncryptionConfigurationInput``) on a delivery
-stream whose source is a Kinesis stream — the data is encrypted at rest in the stream with the KMS key here, and in
-S3 by the bucket's encryption — so :meth:`attach` removes that property from the delivery stream.
+Firehose refuses its own server-side encryption input on a Kinesis-sourced delivery stream: the data is encrypted
+at rest here (customer-managed key, yearly rotation) and in S3 by the data lake's key.
 """
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
-from aws_cdk import aws_kinesisfirehose as firehose
-from aws_cdk import aws_kms as kms
 from constructs import Construct
-from sentinel_core.spec import PipelineSpec
 
-# What Firehose needs to read a source stream (Kinesis Data Firehose developer guide, "Grant Firehose access to
-# your Kinesis data stream"); nothing else.
-FIREHOSE_SOURCE_ACTIONS: tuple[str, ...] = (
-    "kinesis:DescribeStream",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:GetShardIterator",
-    "kinesis:GetRecords",
-    "kinesis:ListShards",
-)
+from infra.common import acknowledge, mark, sentinel_key
+from infra.config import SentinelConfig
+from infra.delivery import Delivery
+
+RETENTION = Duration.hours(24)
 
 
 class KinesisIngest(Construct):
-    """An on-demand KMS-encrypted data stream and the least-privilege role Firehose reads it with."""
+    """An on-demand KMS-encrypted data stream feeding the delivery stream."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        spec: PipelineSpec,
-        key: kms.IKey | None = None,
-        retention: Duration | None = None,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        self.spec = spec
-        self.key: kms.IKey = key or kms.Key(
-            self,
-            "StreamKey",
-            description=f"Metric Sentinel {spec.preset}: encryption of the ingest data stream",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+    def __init__(self, scope: Construct, id_: str, *, config: SentinelConfig) -> None:
+        super().__init__(scope, id_)
+        spec = config.spec
+        self.key = sentinel_key(self, "Key", f"Metric Sentinel {spec.preset} ingest data stream", "stream-key")
         self.stream = kinesis.Stream(
             self,
             "Stream",
             stream_mode=kinesis.StreamMode.ON_DEMAND,
             encryption=kinesis.StreamEncryption.KMS,
             encryption_key=self.key,
-            retention_period=retention or Duration.hours(24),
+            retention_period=RETENTION,
         )
-        account = Stack.of(self).account
-        self.source_role = iam.Role(
-            self,
-            "FirehoseSourceRole",
-            description=f"Firehose reads the {spec.preset} ingest stream (and nothing else)",
-            assumed_by=iam.ServicePrincipal(
-                "firehose.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
-            ),
+        mark(self.stream, "ingest-stream")
+        acknowledge(
+            self.stream,
+            "AwsSolutions-KDS3",
+            "A customer-managed key on purpose: its use is limited by IAM to the Firehose role (decrypt via Kinesis) "
+            "and the producers granted write, where aws/kinesis would let any principal of the account that may read "
+            "the stream decrypt it; the extra KMS cost is per request and small at on-demand volumes.",
         )
-        self.source_policy = iam.Policy(
+        CfnOutput(
             self,
-            "FirehoseSourcePolicy",
+            "StreamName",
+            value=self.stream.stream_name,
+            description="Kinesis data stream: python -m simulator stream --preset ecommerce --stream-name <this>",
+        )
+
+    def allow_firehose(self, delivery: Delivery) -> iam.Policy:
+        """Let the delivery role decrypt this stream's records (reading it is ``Delivery``'s own statement)."""
+        policy = iam.Policy(
+            self,
+            "FirehoseDecrypt",
+            roles=[delivery.role],
             statements=[
-                iam.PolicyStatement(actions=list(FIREHOSE_SOURCE_ACTIONS), resources=[self.stream.stream_arn]),
-                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]),
+                iam.PolicyStatement(
+                    sid="DecryptSourceStream",
+                    actions=["kms:Decrypt"],
+                    resources=[self.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"kinesis.{Aws.REGION}.amazonaws.com"}},
+                )
             ],
         )
-        self.source_role.attach_inline_policy(self.source_policy)
-        CfnOutput(
-            self, "StreamName", value=self.stream.stream_name, description="python -m simulator stream --stream-name"
-        )
-
-    def attach(self, delivery_stream: firehose.CfnDeliveryStream) -> None:
-        """Make ``delivery_stream`` read this stream instead of accepting Direct PUT."""
-        delivery_stream.delivery_stream_type = "KinesisStreamAsSource"
-        delivery_stream.kinesis_stream_source_configuration = (
-            firehose.CfnDeliveryStream.KinesisStreamSourceConfigurationProperty(
-                kinesis_stream_arn=self.stream.stream_arn, role_arn=self.source_role.role_arn
-            )
-        )
-        delivery_stream.add_property_deletion_override("DeliveryStreamEncryptionConfigurationInput")
-        # Firehose checks the source role's permissions when it creates the delivery stream.
-        delivery_stream.node.add_dependency(self.source_policy)
+        delivery.stream.node.add_dependency(policy)
+        return policy
 
     def grant_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """PutRecord(s) for a producer (the stream's KMS key included)."""
+        """PutRecord(s) for a producer (the stream's key included)."""
         return self.stream.grant_write(grantee)

@@ -17,12 +17,14 @@ from sentinel_core import layout
 
 from infra.alerts import AlertTopic
 from infra.automation import Automation
+from infra.backtest_job import BacktestJob
 from infra.common import SentinelFunction
 from infra.config import SentinelConfig
 from infra.delivery import Delivery
 from infra.detector_builtin import BuiltinDetector
 from infra.detector_lookout import LookoutDetector
 from infra.ingest_iot import IotIngest
+from infra.ingest_kinesis import KinesisIngest
 from infra.state import StateTables
 from infra.storage import DataLake
 
@@ -38,6 +40,8 @@ class SentinelStack(Stack):
             **kwargs,
         )
         self.config = config
+        self.kinesis: KinesisIngest | None = None
+        self.backtest: BacktestJob | None = None
         Tags.of(self).add("project", "metric-sentinel")
         Tags.of(self).add("preset", spec.preset)
 
@@ -60,6 +64,11 @@ class SentinelStack(Stack):
                 self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
             )
             self.functions.append(self.detector.fn)
+            if spec.ingest == "s3":  # uploads (loyalty): each CSV is backtested by its own job
+                self.backtest = BacktestJob(
+                    self, "Backtest", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
+                )
+                self.functions.append(self.backtest.fn)
         else:
             self.lookout = LookoutDetector(self, "Lookout", config=config, lake=self.lake, alerts=self.alerts)
         self.automation: Automation | None = None
@@ -72,11 +81,16 @@ class SentinelStack(Stack):
     # -- ingest hooks -------------------------------------------------------------------------------------------
     def _source_stream(self) -> kinesis.IStream | None:
         """The Kinesis data stream feeding Firehose for ``kinesis`` ingest; None = Direct PUT."""
-        return None
+        if self.config.spec.ingest != "kinesis":
+            return None
+        self.kinesis = KinesisIngest(self, "KinesisIngest", config=self.config)
+        return self.kinesis.stream
 
     def _attach_ingest(self) -> None:
         if self.config.spec.ingest == "iot":
             self.iot = IotIngest(self, "IotIngest", config=self.config, delivery=self.delivery)
+        if self.kinesis is not None:
+            self.kinesis.allow_firehose(self.delivery)
 
     # -- outputs --------------------------------------------------------------------------------------------
     def _outputs(self) -> None:

@@ -80,6 +80,8 @@ def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None
     assert functions
     groups = synth.of_type("AWS::Logs::LogGroup")
     for lid, fn in functions.items():
+        if lid.startswith("BucketNotificationsHandler"):
+            continue  # CDK's deploy-time handler of Custom::S3BucketNotifications (the loyalty upload trigger)
         p = fn["Properties"]
         role = fn["Metadata"]["sentinel:role"]
         assert p["Handler"] == f"{role}.app.lambda_handler"
