@@ -307,9 +307,11 @@ def _add_bad(report: RunReport, bad: Counter[str]) -> None:
 
 
 def check_late(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
+    """Objects that appeared in the last ``LATE_WINDOW`` scored folders since they were scored: count and log them."""
     for iso, seen in sorted(state.scored.items()):
         folder = layout.interval_folder(datetime.fromisoformat(iso), settings.spec)
-        new = [k for k in list_keys(clients.s3, settings.bucket, folder) if k not in set(seen)]
+        known = set(seen)
+        new = [k for k in list_keys(clients.s3, settings.bucket, folder) if k not in known]
         if not new:
             continue
         n = 0
