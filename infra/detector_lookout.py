@@ -56,6 +56,7 @@ class LookoutDetector(Construct):
                     resources=[
                         bucket.arn_for_objects(f"{layout.live_root(spec)}*"),
                         bucket.arn_for_objects(f"{layout.historical_prefix(spec)}*"),
+                        *([bucket.arn_for_objects(f"{layout.upload_prefix(spec)}*")] if spec.ingest == "s3" else []),
                     ],
                 ),
                 iam.PolicyStatement(sid="DataKey", actions=["kms:Decrypt"], resources=[lake.key.key_arn]),
@@ -65,14 +66,38 @@ class LookoutDetector(Construct):
                 ),
             ],
         )
-        for p in (layout.live_root(spec), layout.historical_prefix(spec)):
+        uploads = (layout.upload_prefix(spec),) if spec.ingest == "s3" else ()
+        for p in (layout.live_root(spec), layout.historical_prefix(spec), *uploads):
             acknowledge(
                 policy,
                 f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{p}*]",
                 "Lookout reads every object of the interval folders / the history; keys are generated at run time.",
             )
+        source = lookout.CfnAnomalyDetector.S3SourceConfigProperty(
+            role_arn=self.role.role_arn,
+            templated_path_list=[layout.lookout_path_template(bucket.bucket_name, spec)],
+            historical_data_path_list=[f"s3://{bucket.bucket_name}/{layout.historical_prefix(spec)}"],
+            file_format_descriptor=lookout.CfnAnomalyDetector.FileFormatDescriptorProperty(
+                json_format_descriptor=lookout.CfnAnomalyDetector.JsonFormatDescriptorProperty(
+                    charset="UTF-8", file_compression="NONE" if COMPRESSION == "UNCOMPRESSED" else "GZIP"
+                )
+            ),
+        )
+        if spec.ingest == "s3":
+            # Uploads (loyalty): Lookout's backtest configuration. The metric set reads the uploaded CSV files as
+            # historical data only (no live template); activating the detector in backtest mode (the
+            # BackTestAnomalyDetector API) learns on the first 70 % and reports anomalies on the last 30 %.
+            source = lookout.CfnAnomalyDetector.S3SourceConfigProperty(
+                role_arn=self.role.role_arn,
+                historical_data_path_list=[f"s3://{bucket.bucket_name}/{layout.upload_prefix(spec)}"],
+                file_format_descriptor=lookout.CfnAnomalyDetector.FileFormatDescriptorProperty(
+                    csv_format_descriptor=lookout.CfnAnomalyDetector.CsvFormatDescriptorProperty(
+                        charset="UTF-8", contains_header=True, delimiter=",", quote_symbol='"', file_compression="NONE"
+                    )
+                ),
+            )
         metric_set = lookout.CfnAnomalyDetector.MetricSetProperty(
-            metric_set_name=f"{spec.data_prefix}-live",
+            metric_set_name=f"{spec.data_prefix}-{'backtest' if spec.ingest == 's3' else 'live'}",
             metric_set_description=spec.description[:256] or spec.preset,
             metric_set_frequency=spec.interval,
             offset=config.schedule_offset_seconds,
@@ -85,18 +110,7 @@ class LookoutDetector(Construct):
             timestamp_column=lookout.CfnAnomalyDetector.TimestampColumnProperty(
                 column_name=spec.timestamp_column, column_format=TIMESTAMP_FORMAT
             ),
-            metric_source=lookout.CfnAnomalyDetector.MetricSourceProperty(
-                s3_source_config=lookout.CfnAnomalyDetector.S3SourceConfigProperty(
-                    role_arn=self.role.role_arn,
-                    templated_path_list=[layout.lookout_path_template(bucket.bucket_name, spec)],
-                    historical_data_path_list=[f"s3://{bucket.bucket_name}/{layout.historical_prefix(spec)}"],
-                    file_format_descriptor=lookout.CfnAnomalyDetector.FileFormatDescriptorProperty(
-                        json_format_descriptor=lookout.CfnAnomalyDetector.JsonFormatDescriptorProperty(
-                            charset="UTF-8", file_compression="NONE" if COMPRESSION == "UNCOMPRESSED" else "GZIP"
-                        )
-                    ),
-                )
-            ),
+            metric_source=lookout.CfnAnomalyDetector.MetricSourceProperty(s3_source_config=source),
         )
         self.detector = lookout.CfnAnomalyDetector(
             self,

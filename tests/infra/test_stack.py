@@ -155,6 +155,16 @@ def test_lookout_metric_set_reads_what_firehose_writes(synth: Synth) -> None:
     _, det = synth.by_role("lookout-detector")
     (ms,) = det["Properties"]["MetricSetList"]
     src = ms["MetricSource"]["S3SourceConfig"]
+    if spec.ingest == "s3":  # loyalty: backtest configuration on the uploaded CSV files, no live template
+        assert "TemplatedPathList" not in src
+        (hist,) = src["HistoricalDataPathList"]
+        assert render_join(hist, {bucket_id: "BUCKET"}) == f"s3://BUCKET/{layout.upload_prefix(spec)}"
+        csv_fmt = src["FileFormatDescriptor"]["CsvFormatDescriptor"]
+        assert (
+            csv_fmt["ContainsHeader"] is True and csv_fmt["Delimiter"] == "," and csv_fmt["FileCompression"] == "NONE"
+        )
+        assert ms["TimestampColumn"] == {"ColumnName": spec.timestamp_column, "ColumnFormat": "yyyy-MM-dd HH:mm:ss"}
+        return
     (templated,) = src["TemplatedPathList"]
     assert render_join(templated, {bucket_id: "BUCKET"}) == layout.lookout_path_template("BUCKET", spec)
     (hist,) = src["HistoricalDataPathList"]
