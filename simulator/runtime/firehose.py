@@ -105,6 +105,7 @@ class LocalFirehose:
     append_delimiter: bool
     source_stream_arn: str | None
     buffer: list[BufferedRecord] = field(default_factory=list)
+    _buffered: int = 0  # bytes in ``buffer``, kept as records come and go (summing per put was quadratic)
     sequence: int = 0
 
     @classmethod
@@ -140,7 +141,7 @@ class LocalFirehose:
     # -- buffering ------------------------------------------------------------------------------------------
     @property
     def buffered_bytes(self) -> int:
-        return sum(len(r.data) for r in self.buffer)
+        return self._buffered
 
     def deadline(self) -> datetime | None:
         """When the current buffer is due by time."""
@@ -149,12 +150,13 @@ class LocalFirehose:
     def put(self, rec: BufferedRecord) -> bool:
         """Buffer a record; True when the size hint is reached and the buffer should be delivered now."""
         self.buffer.append(rec)
-        return self.buffered_bytes >= self.size_bytes
+        self._buffered += len(rec.data)
+        return self._buffered >= self.size_bytes
 
     # -- delivery -------------------------------------------------------------------------------------------
     def deliver(self, now: datetime, s3: Any, invoke: Invoker, ledger: Ledger) -> None:
         """Process and write the whole buffer (Firehose's flush)."""
-        records, self.buffer = self.buffer, []
+        records, self.buffer, self._buffered = self.buffer, [], 0
         if not records:
             return
         chunks: list[list[BufferedRecord]] = [[]]
