@@ -224,9 +224,10 @@ class LocalFirehose:
         if not isinstance(response, dict) or not isinstance(response.get("records"), list):
             raise ValueError("response has no 'records' list")
         out: dict[str, dict[str, Any]] = {}
+        known = set(ids)  # a list lookup per entry made large batches quadratic
         for entry in response["records"]:
             rid = entry.get("recordId")
-            if rid not in ids:
+            if rid not in known:
                 raise ValueError(f"response names unknown recordId {rid!r}")
             if rid in out:
                 raise ValueError(f"response repeats recordId {rid!r}")
