@@ -310,22 +310,32 @@ def _error_code(exc: Exception) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 class LocalKinesis:
     """``put_records`` on a :class:`simulator.runtime.LocalPipeline`: each record goes into moto's stream and on to
-    the Firehose that reads it. Arrival time (the transform's "now") is the event's own time plus ``latency``, so
-    simulated traffic arrives when it would have live."""
+    the Firehose that reads it. Arrival time (the transform's "now") is ``clock()`` when given, else the event's own
+    time plus ``latency``, so replayed traffic arrives when it would have live (a producer with a wrong clock is
+    played with an explicit ``clock``)."""
 
-    def __init__(self, pipeline: Any, spec: PipelineSpec, latency: timedelta = timedelta(seconds=2)) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        spec: PipelineSpec,
+        latency: timedelta = timedelta(seconds=2),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.spec = spec
         self.latency = latency
+        self.clock = clock
 
     def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
         out: list[dict[str, Any]] = []
         for rec in Records:
             data = rec["Data"]
-            try:
-                at: datetime | None = parse_timestamp(json.loads(data)[self.spec.timestamp_column]) + self.latency
-            except (ValueError, KeyError, TypeError):
-                at = None  # not an event of ours: arrives at the pipeline's current time
+            at: datetime | None = self.clock() if self.clock is not None else None
+            if at is None:
+                try:
+                    at = parse_timestamp(json.loads(data)[self.spec.timestamp_column]) + self.latency
+                except (ValueError, KeyError, TypeError):
+                    at = None  # not an event of ours: arrives at the pipeline's current time
             seq = self.pipeline.put_kinesis(StreamName, data, rec["PartitionKey"], now=at)
             out.append({"SequenceNumber": seq, "ShardId": "shardId-000000000000"})
         return {"FailedRecordCount": 0, "Records": out}
