@@ -62,7 +62,7 @@ class DetectorConfig:
     exclude_score: float = 50.0  # points at or above this severity do not update the baseline
     shift_z: float = 3.0  # a deviation beyond this many sigmas counts towards a level shift
     shift_intervals: int = 12  # consecutive same-side deviations after which the new level is learned
-    short_window: int = 6  # intervals in the moving average of surprise (changes of distribution)
+    short_window: int = 12  # intervals in the moving average of surprise (changes of distribution)
     stats_alpha: float = 0.005  # smoothing of the surprise calibration
     surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
@@ -401,7 +401,7 @@ class Detector:
         side = 1 if z > cfg.shift_z else -1 if z < -cfg.shift_z else 0
         rf = x - s.flat
         o = s.season[self._bucket(idx)] if s.season is not None else 0.0
-        rs = x - s.level - (0.0 if math.isnan(o) else o)
+        rs = 0.0 if math.isnan(o) else x - s.level - o  # a bucket never seen has no opinion on the level
         if side and (s.run == 0 or (s.run > 0) == (side > 0)):
             s.run += side
             s.run_sum += rf
@@ -434,8 +434,8 @@ class Detector:
         s.err_f += cfg.scale_alpha * (min(abs(x - s.flat), cap) - s.err_f)
         if s.season is not None:
             o = s.season[self._bucket(idx)]
-            es = abs(x - s.level - (0.0 if math.isnan(o) else o))
-            s.err_s += cfg.scale_alpha * (min(es, cap) - s.err_s)
+            if not math.isnan(o):
+                s.err_s += cfg.scale_alpha * (min(abs(x - s.level - o), cap) - s.err_s)
 
     def _learn_point(
         self, s: _Series, idx: int, x: float, sigma: float, weight: float, anomalous: bool = False
