@@ -116,11 +116,6 @@ class Delivery(Construct):
             f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{layout.error_root(spec)}*]",
             "Firehose writes rejected records under the error root with run-time keys.",
         )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::<{logical_id(self.logs)}.Arn>:*]",
-            "Firehose's log streams of its own delivery log group.",
-        )
 
         dest = firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
             bucket_arn=bucket.bucket_arn,

@@ -8,7 +8,7 @@ from aws_cdk import aws_iot as iot
 from constructs import Construct
 from sentinel_core.device_policy import device_policy_document
 
-from infra.common import acknowledge, log_group, logical_id, mark
+from infra.common import log_group, mark
 from infra.config import SentinelConfig
 from infra.delivery import Delivery
 
@@ -50,11 +50,6 @@ class IotIngest(Construct):
                     resources=[self.error_logs.log_group_arn],
                 ),
             ],
-        )
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::<{logical_id(self.error_logs)}.Arn>:*]",
-            "The error action creates its log streams at run time inside this one log group.",
         )
         self.rule = iot.CfnTopicRule(
             self,
