@@ -27,6 +27,8 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +260,24 @@ def _source_hash(context: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def silence_jsii_node_banner() -> None:
+    """jsii prints a large Node end-of-life banner unless ``JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION`` lists
+    the running Node major version (comma-separated, e.g. ``20``; a value like ``1`` does not silence it)."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    node = shutil.which("node")
+    if node is None:
+        return
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20, check=False)  # noqa: S603
+    except (OSError, subprocess.SubprocessError):
+        return
+    major = version.stdout.strip().lstrip("v").split(".")[0]
+    var = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
+    current = [v.strip() for v in os.environ.get(var, "").split(",") if v.strip()]
+    if major.isdigit() and major not in current:
+        os.environ[var] = ",".join([*current, major])
+
+
 def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
     """The local runtime for the synthesized stack; (pipeline, True when it was synthesized now)."""
     from simulator.runtime import LocalPipeline
@@ -267,8 +287,7 @@ def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
     digest = _source_hash(context)
     if (outdir / "manifest.json").exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return LocalPipeline.from_assembly(outdir), False
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    silence_jsii_node_banner()
     try:
         pipeline = LocalPipeline.synth(context, outdir)
     except ModuleNotFoundError as exc:

@@ -54,6 +54,8 @@ class RichObserver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.task is not None and not exc[0]:
+            self.progress.update(self.task, completed=self.progress.tasks[self.task].total or 1)
         self.progress.stop()
 
     def phase(self, name: str, total: int | None = None) -> None:
@@ -96,8 +98,11 @@ def render_alert(alert: ReceivedAlert, number: int, show_email: bool = True) -> 
                 alert.email.rstrip(),
             )
         )
+    if alert.commands:
+        parts.append(Text("\nCommands the automation sent back to the devices:", style="dim"))
     for topic, payload in alert.commands:
-        parts.append(Text.assemble(("\nCommand to device on ", "dim"), (topic, "cyan"), "\n", str(payload)))
+        action = str(payload.get("action", "?"))
+        parts.append(Text.assemble("  → ", (topic, "cyan"), ": ", (action, "bold"), f" ({payload.get('reason', '')})"))
     colour = "red" if alert.severity >= 90 else "yellow"
     return Panel(
         Group(*parts),
