@@ -6,8 +6,14 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from sentinel_core.spec import PipelineSpec
+
+
+def _escape(text: str) -> str:
+    """Percent-encode the characters that separate the parts of a series id (and '%' itself)."""
+    return text.replace("%", "%25").replace("|", "%7C").replace(",", "%2C").replace("=", "%3D")
 
 
 @dataclass(frozen=True, order=True)
@@ -20,8 +26,8 @@ class SeriesKey:
     @property
     def id(self) -> str:
         """Stable, human-readable id: ``CO|LOCATION_ID=B-101`` (used by feedback and the CLI)."""
-        dims = ",".join(f"{k}={v}" for k, v in self.dimensions)
-        return f"{self.measure}|{dims}" if dims else self.measure
+        dims = ",".join(f"{_escape(k)}={_escape(v)}" for k, v in self.dimensions)
+        return f"{_escape(self.measure)}|{dims}" if dims else _escape(self.measure)
 
     @classmethod
     def parse(cls, series_id: str) -> SeriesKey:
@@ -33,8 +39,8 @@ class SeriesKey:
             name, sep, value = part.partition("=")
             if not sep or not name:
                 raise ValueError(f"series id {series_id!r}: dimension part {part!r} is not NAME=VALUE")
-            dims.append((name, value))
-        return cls(measure, tuple(dims))
+            dims.append((unquote(name), unquote(value)))
+        return cls(unquote(measure), tuple(dims))
 
     @property
     def label(self) -> str:
