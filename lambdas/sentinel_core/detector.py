@@ -61,13 +61,13 @@ class DetectorConfig:
     band_z: float = 3.0  # PointScore.lower/upper = expected -+ band_z sigma
     exclude_score: float = 50.0  # points at or above this severity do not update the baseline
     shift_z: float = 3.0  # a deviation beyond this many sigmas counts towards a level shift
-    shift_intervals: int = 12  # consecutive same-side deviations after which the new level is learned
+    shift_intervals: int = 24  # consecutive same-side deviations after which the new level is learned
     short_window: int = 12  # intervals in the moving average of surprise (changes of distribution)
     stats_alpha: float = 0.005  # smoothing of the surprise calibration
     surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
-    cooldown_intervals: int = 24
-    cooldown_penalty: float = 35.0  # severity removed at the start of the cool-down, fading linearly
+    cooldown_intervals: int = 72
+    cooldown_penalty: float = 60.0  # severity removed at the start of the cool-down, fading linearly
     tail_floor: float = 1.5  # -log10(tail probability) mapped to severity 0 ...
     tail_ceiling: float = 6.0  # ... and to severity 100 (one in a million)
     min_scale_abs: float = 1e-9
@@ -99,13 +99,16 @@ class DetectorConfig:
 
 _HIST_BINS = 32
 _HIST_WIDTH = 0.5  # bins of log1p(|z|)
+_EMP_MIN_EVENTS = 3
 
 
-def _emp_tail(hist: array[float], a: float) -> float:
-    """-log10 of the share of past surprises at least as large as ``a`` (infinite when there was none)."""
+def _emp_tail(hist: array[float], a: float, min_mass: float) -> float:
+    """-log10 of the share of past surprises at least as large as ``a``; infinite when fewer than about
+    ``_EMP_MIN_EVENTS`` such surprises were seen (``min_mass``: their decayed weight), so one earlier spike does
+    not make the next one ordinary."""
     total = sum(hist)
     upper = sum(hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH)) :])
-    if upper <= 0 or total <= 0:
+    if upper < min_mass or total <= 0:
         return math.inf
     return -math.log10(min(1.0, upper / total))
 
@@ -333,7 +336,7 @@ class Detector:
         sd_b = math.sqrt(s.bv) + 1e-3
         # The point's tail probability is at least the observed frequency of such surprises (a series that
         # spikes every few hours does not alert on every spike), else the Gaussian tail of the calibration.
-        t_point = min(_tail((a - s.am) / sd_a), _emp_tail(s.hist, a))
+        t_point = min(_tail((a - s.am) / sd_a), _emp_tail(s.hist, a, _EMP_MIN_EVENTS * cfg.stats_alpha * 0.5))
         t_avg = _tail((avg - s.bm) / sd_b) if len(window) + 1 >= k else 0.0
         logp = max(t_point, t_avg) - math.log10(2.0)  # two tests: Bonferroni
         raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)

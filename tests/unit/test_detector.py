@@ -133,10 +133,11 @@ def feedback_case(is_anomaly: bool) -> tuple[float, float]:
     det = Detector(STEP)
     values = [float(v) for v in noise(400, 11)]
     run(values, det)
-    first = det.score(at(400), {KEY: 16.0})[0]
+    first = det.score(at(400), {KEY: 19.0})[0]
     det.apply_feedback(KEY.id, at(400), is_anomaly)
-    run([float(v) for v in noise(50, 12)], det, offset=401)
-    again = det.score(at(451), {KEY: 16.0})[0]
+    gap = DetectorConfig().cooldown_intervals + 30  # after the alert cool-down
+    run([float(v) for v in noise(gap, 12)], det, offset=401)
+    again = det.score(at(401 + gap), {KEY: 19.0})[0]
     return first.score, again.score
 
 
