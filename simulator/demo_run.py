@@ -562,6 +562,11 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
     ents = datagen.resolve_entities(spec, options.locations)
     counts = Counts()
     notes: list[str] = []
+    if options.days < 2:
+        notes.append(
+            f"Only {options.days:g} day(s) of history: the detector's daily profile has seen each time of day at most "
+            "once, so its bands are rough and it misses more; use --days 2 or more (the default is 7)."
+        )
 
     obs.phase("Creating the stack's resources in moto (from the template)")
     pipeline.start()

@@ -165,6 +165,16 @@ def detections_table(result: DemoResult) -> Table:
     return table
 
 
+def errors_table(result: DemoResult) -> Table:
+    table = Table(title="Rejected records (kept in the error prefix, with the reason)", header_style="bold")
+    table.add_column("Reason")
+    table.add_column("Payload the device sent")
+    table.add_column("Where it is")
+    for e in result.errors:
+        table.add_row(e.reason, e.payload, e.key)
+    return table
+
+
 @app.command()
 def demo(
     preset: Annotated[str, typer.Option(help="Pipeline preset (the demo streams IoT devices: air-quality).")] = (
@@ -220,6 +230,8 @@ def demo(
         raise typer.Exit(2) from None
     console.print()
     console.print(detections_table(result))
+    if result.errors:
+        console.print(errors_table(result))
     console.print(summary_table(result))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
