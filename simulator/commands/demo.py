@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console, Group
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -82,35 +83,30 @@ def _to(alert: ReceivedAlert, protocol: str) -> str:
     return ", ".join(names) if names else f"(no {protocol} subscription in the stack: what one would receive)"
 
 
-def render_alert(alert: ReceivedAlert, number: int, show_email: bool = True) -> Panel:
+def render_alert(alert: ReceivedAlert, number: int, show_email: bool = True) -> Group:
+    """The SMS and the device commands in a box, then the e-mail as its recipient reads it (unboxed, so the
+    e-mail's own line breaks are kept on a normal terminal)."""
     when = alert.delivered_at.strftime("%Y-%m-%d %H:%M UTC")
-    sms = Text.assemble(("SMS to ", "dim"), (_to(alert, "sms"), "dim"), "\n", (alert.sms, "bold"))
-    parts: list[Text] = [sms]
-    if show_email:
-        parts.append(
-            Text.assemble(
-                ("\nE-mail to ", "dim"),
-                (_to(alert, "email"), "dim"),
-                "\n",
-                ("Subject: ", "dim"),
-                (alert.subject, "bold"),
-                "\n\n",
-                alert.email.rstrip(),
-            )
-        )
+    lines: list[Text] = [Text.assemble(("SMS to ", "dim"), (_to(alert, "sms"), "dim"), "\n", (alert.sms, "bold"))]
     if alert.commands:
-        parts.append(Text("\nCommands the automation sent back to the devices:", style="dim"))
+        lines.append(Text("Commands the automation sent back to the devices:", style="dim"))
     for topic, payload in alert.commands:
         action = str(payload.get("action", "?"))
-        parts.append(Text.assemble("  → ", (topic, "cyan"), ": ", (action, "bold"), f" ({payload.get('reason', '')})"))
+        lines.append(Text.assemble("  → ", (topic, "cyan"), ": ", (action, "bold"), f" ({payload.get('reason', '')})"))
     colour = "red" if alert.severity >= 90 else "yellow"
-    return Panel(
-        Group(*parts),
+    box = Panel(
+        Group(*lines),
         title=f"[bold {colour}]Alert {number}[/] · severity {alert.severity:.0f} · {alert.measure} at {alert.where}",
         subtitle=f"delivered {when} (simulated)",
         border_style=colour,
         expand=False,
     )
+    if not show_email:
+        return Group(box)
+    header = Text.assemble(
+        ("  E-mail to ", "dim"), (_to(alert, "email"), "dim"), ("  Subject: ", "dim"), (alert.subject, "bold")
+    )
+    return Group(box, header, Padding(Text(alert.email.rstrip()), (0, 0, 1, 4)))
 
 
 def summary_table(result: DemoResult) -> Table:
