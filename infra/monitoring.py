@@ -400,7 +400,7 @@ class Monitoring(Construct):
                 }
             self.facade.monitor_lambda_function(
                 lambda_function=fn.function,
-                alarm_friendly_name=f"{role.title()}Function",
+                alarm_friendly_name=f"{role.replace('_', ' ').title().replace(' ', '')}Function",
                 human_readable_name=f"{role} Lambda",
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -413,6 +413,7 @@ class Monitoring(Construct):
             ("Anomalies", "anomalous points"),
             ("AlertsSent", "alerts sent"),
             ("LateRecords", "late records (after scoring)"),
+            ("DuplicateRecords", "duplicates counted once"),
             ("IntervalsScored", "intervals scored"),
             ("BacklogIntervals", "backlog (intervals)"),
             ("RunsReplayed", "idempotent replays"),
@@ -426,8 +427,8 @@ class Monitoring(Construct):
                 mc.CustomMetricGroup(title="Series scored", metrics=[m["SeriesScored"], m["IntervalsScored"]]),
                 mc.CustomMetricGroup(title="Anomalies and alerts", metrics=[m["Anomalies"], m["AlertsSent"]]),
                 mc.CustomMetricGroup(
-                    title="Late data, backlog, replays",
-                    metrics=[m["LateRecords"], m["BacklogIntervals"], m["RunsReplayed"]],
+                    title="Late data, duplicates, backlog, replays",
+                    metrics=[m["LateRecords"], m["DuplicateRecords"], m["BacklogIntervals"], m["RunsReplayed"]],
                 ),
             ],
         )

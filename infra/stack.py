@@ -25,6 +25,7 @@ from infra.detector_builtin import BuiltinDetector
 from infra.detector_lookout import LookoutDetector
 from infra.ingest_iot import IotIngest
 from infra.ingest_kinesis import KinesisIngest
+from infra.monitoring import Monitoring
 from infra.state import StateTables
 from infra.storage import DataLake
 
@@ -77,6 +78,7 @@ class SentinelStack(Stack):
             self.automation = Automation(self, "Automation", config=config, alerts=self.alerts, tables=self.tables)
             self.functions.append(self.automation.fn)
         self._outputs()
+        self.monitoring = Monitoring(self, "Operations", stack=self)  # last: it watches what the stages built
 
     # -- ingest hooks -------------------------------------------------------------------------------------------
     def _source_stream(self) -> kinesis.IStream | None:

@@ -335,6 +335,10 @@ def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
             continue
         if synth.resources[lid]["Type"] == "AWS::KMS::Key":
             root = ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]
+            if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}:  # operations topic key (monitoring)
+                assert set(as_list(s["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey"}, f"{lid}: {s}"
+                assert s["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                continue
             assert s["Principal"] == {"AWS": {"Fn::Join": ["", root]}}
             continue
         assert set(as_list(s["Action"])) <= allowed_star, f"{lid}: {s}"

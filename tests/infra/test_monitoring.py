@@ -1,0 +1,186 @@
+"""Dashboard and alarms of every synthesized (preset x engine) template (the session's synths, no extra ones)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sentinel_core.intervals import interval_seconds
+from sentinel_core.spec import get_preset
+
+from tests.infra.conftest import Synth
+
+
+def flat(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def ops_topic(synth: Synth) -> tuple[str, dict[str, Any]]:
+    return synth.by_role("ops-topic")
+
+
+def alarms(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in synth.of_type("AWS::CloudWatch::Alarm").items()}
+
+
+def alarm_named(synth: Synth, part: str) -> dict[str, Any]:
+    found = [p for p in alarms(synth).values() if part in str(p.get("AlarmName", ""))]
+    assert len(found) == 1, f"{len(found)} alarms named *{part}* in {synth.preset}/{synth.engine}"
+    return found[0]
+
+
+def metric_names(props: dict[str, Any]) -> set[str]:
+    """Metric names an alarm reads (single metric or metric math)."""
+    names = {str(props["MetricName"])} if "MetricName" in props else set()
+    for m in props.get("Metrics", []) or []:
+        stat = m.get("MetricStat")
+        if stat:
+            names.add(str(stat["Metric"]["MetricName"]))
+    return names
+
+
+def test_one_dashboard_per_pipeline(synth: Synth) -> None:
+    (dash,) = synth.of_type("AWS::CloudWatch::Dashboard").values()
+    assert dash["Properties"]["DashboardName"].startswith(f"MetricSentinel-{synth.preset}")
+    body = flat(dash["Properties"]["DashboardBody"])
+    wanted = [
+        "IncomingRecords",  # records ingested
+        "RecordsOk",
+        "RecordsFailed",
+        "RecordsLate",  # transform ok / failed / late (Powertools metrics of the transform)
+        "DeliveryToS3.DataFreshness",
+        "DeliveryToS3.Success",  # delivery freshness and failures
+        "NumberOfNotificationsFailed",
+    ]
+    if synth.engine == "builtin":
+        wanted += ["SeriesScored", "Anomalies", "AlertsSent", "LateRecords", "DuplicateRecords", "Duration"]
+        wanted += ["ApproximateNumberOfMessagesVisible"]  # DLQ depth
+    if get_preset(synth.preset).ingest == "iot":
+        wanted += ["IotRuleErrorActions", "ParseError", "TopicMatch"]
+    missing = [w for w in wanted if f'\\"{w}\\"' not in body and f'"{w}"' not in body]
+    assert not missing, f"dashboard of {synth.preset}/{synth.engine} lacks {missing}"
+
+
+def test_operations_topic_is_separate_encrypted_and_tls_only(synth: Synth) -> None:
+    ops_id, ops = ops_topic(synth)
+    alert_id, _ = synth.by_role("alert-topic")
+    assert ops_id != alert_id
+    key_ref = ops["Properties"]["KmsMasterKeyId"]
+    key_id = key_ref["Fn::GetAtt"][0]
+    assert synth.resources[key_id]["Type"] == "AWS::KMS::Key"
+    assert synth.resources[key_id]["Properties"]["EnableKeyRotation"] is True
+    key_policy = flat(synth.resources[key_id]["Properties"]["KeyPolicy"])
+    assert "cloudwatch.amazonaws.com" in key_policy  # alarms can encrypt their notifications
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in synth.of_type("AWS::SNS::TopicPolicy").values()
+        if {"Ref": ops_id} in p["Properties"]["Topics"]
+    ]
+    deny_plain = [s for s in policy if s["Effect"] == "Deny"]
+    assert deny_plain and deny_plain[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (allow,) = [s for s in policy if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and allow["Action"] == "sns:Publish"
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert "alarm:*" in flat(allow["Condition"]["ArnLike"])
+
+
+def test_every_alarm_notifies_the_operations_topic_only(synth: Synth) -> None:
+    ops_id, _ = ops_topic(synth)
+    alert_id, _ = synth.by_role("alert-topic")
+    found = alarms(synth)
+    assert len(found) >= 5
+    for name, props in found.items():
+        assert props.get("AlarmActions") == [{"Ref": ops_id}], name
+        assert props.get("ActionsEnabled", True) is True, name
+        assert {"Ref": alert_id} not in props.get("AlarmActions", []), name
+
+
+def test_alarms_on_delivery_and_transform_failures(synth: Synth) -> None:
+    failing = alarm_named(synth, "DeliveryToS3Failing")
+    assert metric_names(failing) == {"DeliveryToS3.Success"}
+    assert failing["ComparisonOperator"] == "LessThanThreshold" and failing["Threshold"] == 1
+    stale = alarm_named(synth, "DeliveryStale")
+    assert metric_names(stale) == {"DeliveryToS3.DataFreshness"}
+    rate = alarm_named(synth, "TransformFailureRate")
+    assert metric_names(rate) == {"RecordsIn", "RecordsFailed"}
+    assert any("100 * failed / rin" in str(m.get("Expression", "")) for m in rate["Metrics"])
+    assert rate["Threshold"] == 5 and rate["TreatMissingData"] == "notBreaching"
+    fault = alarm_named(synth, "TransformFunction-Fault")
+    assert "Errors" in metric_names(fault)  # a whole batch raising (Firehose retries, then the error prefix)
+
+
+def test_no_data_alarm_for_streaming_ingest(synth: Synth) -> None:
+    spec = get_preset(synth.preset)
+    names = [str(p.get("AlarmName", "")) for p in alarms(synth).values()]
+    if spec.ingest in ("iot", "kinesis"):
+        no_data = alarm_named(synth, "NoData")
+        assert metric_names(no_data) == {"IncomingRecords"}
+        assert no_data["TreatMissingData"] == "breaching"
+        period = no_data["Metrics"][0]["MetricStat"]["Period"] if "Metrics" in no_data else no_data["Period"]
+        assert period == interval_seconds(spec.interval)
+        assert no_data["EvaluationPeriods"] * period <= 86400
+    else:
+        assert not any("NoData" in n for n in names)
+
+
+def test_iot_rule_error_action_alarm_counts_the_error_log(synth: Synth) -> None:
+    spec = get_preset(synth.preset)
+    filters = synth.of_type("AWS::Logs::MetricFilter")
+    if spec.ingest != "iot":
+        assert not filters
+        return
+    (mf,) = filters.values()
+    errors_id, _ = synth.by_role("iot-rule-errors")
+    assert mf["Properties"]["LogGroupName"] == {"Ref": errors_id}
+    (transform,) = mf["Properties"]["MetricTransformations"]
+    assert transform["MetricName"] == "IotRuleErrorActions"
+    rule_id, _ = synth.by_role("iot-rule")
+    alarm = alarm_named(synth, "IotRuleErrorAction")
+    assert metric_names(alarm) == {"IotRuleErrorActions"}
+    assert {"Name": "RuleName", "Value": {"Ref": rule_id}} in alarm["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+
+
+def test_detector_errors_and_missed_schedule(synth: Synth) -> None:
+    if synth.engine != "builtin":
+        assert not any("DetectorFunction" in str(p.get("AlarmName", "")) for p in alarms(synth).values())
+        return
+    spec = get_preset(synth.preset)
+    fn_id, _ = synth.by_role("detector")
+    missed = alarm_named(synth, "DetectorFunction-Usage")
+    assert metric_names(missed) == {"Invocations"}
+    assert missed["ComparisonOperator"] == "LessThanThreshold" and missed["Threshold"] == 1
+    assert missed["TreatMissingData"] == "breaching"
+    stat = missed["Metrics"][0]["MetricStat"]
+    assert stat["Period"] == min(86400, interval_seconds(spec.interval))
+    assert stat["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
+    errors_id, _ = synth.by_role("detector-errors-alarm")
+    assert synth.resources[errors_id]["Properties"]["MetricName"] == "Errors"
+
+
+def test_every_dead_letter_queue_has_a_not_empty_alarm(synth: Synth) -> None:
+    queues = synth.of_type("AWS::SQS::Queue")
+    watched = set()
+    for props in alarms(synth).values():
+        if "ApproximateNumberOfMessagesVisible" not in metric_names(props):
+            continue
+        dims = props.get("Dimensions") or props["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+        assert props["ComparisonOperator"] in ("GreaterThanThreshold", "GreaterThanOrEqualToThreshold")
+        assert props["Threshold"] == (0 if props["ComparisonOperator"] == "GreaterThanThreshold" else 1)
+        watched |= {d["Value"]["Fn::GetAtt"][0] for d in dims if d["Name"] == "QueueName"}
+    assert watched == set(queues), f"DLQs without alarm: {set(queues) - watched}"
+
+
+def test_uploads_without_processing_raise_the_no_data_alarm(synth: Synth) -> None:
+    spec = get_preset(synth.preset)
+    if spec.ingest != "s3" or synth.engine != "builtin":
+        return
+    no_upload = alarm_named(synth, "BacktestJobFunction-Usage")
+    assert no_upload["TreatMissingData"] == "breaching"
+    assert no_upload["Metrics"][0]["MetricStat"]["Period"] == 86400
+
+
+def test_outputs_name_the_dashboard_and_the_operations_topic(synth: Synth) -> None:
+    outputs = synth.template["Outputs"]
+    ops_id, _ = ops_topic(synth)
+    assert outputs["OperationsTopicArn"]["Value"] == {"Ref": ops_id}
+    assert "DashboardName" in outputs

@@ -1,0 +1,54 @@
+"""Security evidence from the synthesized templates (README ``security``): the deployed device policy, evaluated.
+
+The ``AWS::IoT::Policy`` of the stack is resolved (intrinsics -> the local runtime's account and region) and run
+through ``sentinel_core.iot_policy``: one certificate can act only as its own thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sentinel_core.iot_policy import Arns, Connection, is_allowed
+from sentinel_core.spec import get_preset
+
+from simulator.runtime.template import load_assembly
+from tests.infra.conftest import Synth
+
+
+def deployed_device_policy(synth: Synth) -> tuple[dict[str, Any], Arns]:
+    (template,) = load_assembly(synth.outdir)
+    (policy,) = template.of_type("AWS::IoT::Policy")
+    doc = template.props(policy)["PolicyDocument"]
+    return doc, Arns(template.region, template.account)
+
+
+@pytest.mark.parametrize("preset", ["air-quality"])
+def test_deployed_device_policy_scopes_each_certificate_to_its_own_thing(preset: str, synth_cache: Any) -> None:
+    synth: Synth = synth_cache(preset, "builtin")
+    spec = get_preset(preset)
+    doc, arn = deployed_device_policy(synth)
+    me, other = Connection.of_thing("B-101"), "A-1002"
+    assert is_allowed(doc, me, "iot:Connect", arn.client("B-101"))
+    assert is_allowed(doc, me, "iot:Publish", arn.topic(spec.telemetry_topic("B-101")))
+    assert is_allowed(doc, me, "iot:Subscribe", arn.topicfilter(spec.command_topic("B-101")))
+    assert is_allowed(doc, me, "iot:Receive", arn.topic(spec.command_topic("B-101")))
+    for action, resource in [
+        ("iot:Connect", arn.client(other)),
+        ("iot:Publish", arn.topic(spec.telemetry_topic(other))),
+        ("iot:Publish", arn.topic(spec.command_topic("B-101"))),
+        ("iot:Subscribe", arn.topicfilter(spec.command_topic(other))),
+        ("iot:Subscribe", arn.topicfilter(spec.telemetry_topic_filter)),
+        ("iot:Subscribe", arn.topicfilter("#")),
+        ("iot:Receive", arn.topic(spec.command_topic(other))),
+        ("iot:RetainPublish", arn.topic(spec.telemetry_topic("B-101"))),
+    ]:
+        assert not is_allowed(doc, me, action, resource), (action, resource)
+    # B-101's certificate presenting A-1002's client id: the thing-name variable has no value -> nothing allowed
+    impostor = Connection(client_id=other, attached_things=frozenset({"B-101"}))
+    assert not is_allowed(doc, impostor, "iot:Connect", arn.client(other))
+
+
+def test_non_mqtt_presets_deploy_no_device_policy(synth: Synth) -> None:
+    policies = synth.of_type("AWS::IoT::Policy")
+    assert bool(policies) == (get_preset(synth.preset).ingest == "iot")
