@@ -69,10 +69,6 @@ def alarm_period(interval_seconds: int) -> Duration:
     return Duration.seconds(min(MAX_EVALUATION_SECONDS, max(60, interval_seconds)))
 
 
-def _sum(metric: cw.Metric) -> cw.Metric:
-    return metric.with_(statistic="Sum")
-
-
 class Monitoring(Construct):
     """Dashboard + alarms for one ``SentinelStack``. Create it last: it discovers the stack's functions, queues,
     alarms and IoT rule from the construct tree, so stages added later are picked up without changes here."""
