@@ -485,10 +485,12 @@ def replay_scores(
     live: Sequence[Record],
     live_start: datetime,
     last_interval: datetime,
+    context_from: datetime | None = None,
 ) -> tuple[dict[str, list[PointScore]], dict[str, Any]]:
     """Score like the detector Lambda does (warm-up on the history, then each live interval in order).
 
-    Returns the live point scores per series id and the final model state (to compare with the Lambda's).
+    Returns the point scores per series id — the live ones, preceded by the history's from ``context_from`` (what
+    the plots show as context) — and the final model state (to compare with the Lambda's).
     """
     from sentinel_core.aggregate import aggregate
     from sentinel_core.detector import Detector
@@ -496,12 +498,15 @@ def replay_scores(
     step = interval_seconds(spec.interval)
     detector = Detector(step)
     by_interval = aggregate(history, spec)
+    out: dict[str, list[PointScore]] = {}
     if by_interval:
         starts = sorted(by_interval)
         for start in interval_range(starts[0], starts[-1] + timedelta(seconds=step), step):
-            detector.score(start, by_interval.get(start, {}))
+            scored = detector.score(start, by_interval.get(start, {}))
+            if context_from is not None and start >= context_from:
+                for p in scored:
+                    out.setdefault(p.series.id, []).append(p)
     live_by = aggregate(live, spec)
-    out: dict[str, list[PointScore]] = {}
     for start in interval_range(live_start, last_interval + timedelta(seconds=step), step):
         for p in detector.score(start, live_by.get(start, {})):
             out.setdefault(p.series.id, []).append(p)
@@ -691,7 +696,8 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
     saved = store.load_state(s3, bucket, spec)
     lambda_detector = (saved or {}).get("detector", {})
     last = _last_interval(lambda_detector) or (live1 - timedelta(seconds=step))
-    scores, replay_state = replay_scores(spec, history_records, live_records, live0, last)
+    context_from = live0 - min(live1 - live0, timedelta(hours=6))  # some history in each plot, for comparison
+    scores, replay_state = replay_scores(spec, history_records, live_records, live0, last, context_from)
     state_matches = json.loads(json.dumps(replay_state)) == lambda_detector
     if not state_matches:
         notes.append(
@@ -700,7 +706,7 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
         )
 
     detections, false_alerts = match_detections(labels, alerts, step)
-    panels = build_panels(spec, labels, alerts, scores, step)
+    panels = build_panels(spec, labels, alerts, scores, step, live0)
     rows = report.ReportData(
         title=f"Metric Sentinel — offline demo ({spec.preset})",
         subtitle=(
@@ -844,6 +850,7 @@ def build_panels(
     alerts: Sequence[ReceivedAlert],
     scores: dict[str, list[PointScore]],
     step: int,
+    live_start: datetime,
 ) -> list[report.SeriesPanel]:
     alerted: dict[tuple[str, datetime], float] = {}
     for a in alerts:
@@ -866,9 +873,10 @@ def build_panels(
                 lower=p.lower,
                 upper=p.upper,
                 score=p.score,
-                anomalous=_is_anomalous(p),
+                anomalous=_is_anomalous(p) and to_utc(p.timestamp) >= live_start,
                 alerted=(sid, to_utc(p.timestamp)) in alerted,
                 warming_up=p.warming_up,
+                live=to_utc(p.timestamp) >= live_start,
             )
             for p in scores.get(sid, [])
             if p.value == p.value  # a missing interval has no value to draw

@@ -51,6 +51,7 @@ class SeriesPoint:
     anomalous: bool = False
     alerted: bool = False
     warming_up: bool = False
+    live: bool = True  # False: a history interval shown for context (scored while warming up, never alerted)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,22 @@ def plot_panel(panel: SeriesPanel) -> bytes:
         norm = Normalize(vmin=0, vmax=100)
         cmap = plt.get_cmap(SEVERITY_CMAP)
         width = panel.interval_seconds / 86400.0
+        history = [p for p in pts if not p.live]
+        if history:
+            live_from = min((p.timestamp for p in pts if p.live), default=history[-1].timestamp)
+            for a in (ax, sev):
+                a.axvspan(_num(history[0].timestamp), _num(live_from), color="#e9e9e9", alpha=0.7, lw=0)
+                a.axvline(_num(live_from), color="#777777", lw=0.8, ls="--")
+            ax.annotate(
+                "history: learned from, no alerts",
+                xy=(_num(history[0].timestamp), 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(4, -10),
+                textcoords="offset points",
+                ha="left",
+                fontsize=7.5,
+                color="#555555",
+            )
         for w in panel.injected:
             for a in (ax, sev):
                 a.axvspan(
@@ -416,7 +433,7 @@ def _errors_html(errors: Sequence[ErrorEntry]) -> str:
 
 def _panel_html(panel: SeriesPanel) -> str:
     png = base64.b64encode(plot_panel(panel)).decode("ascii")
-    n_anom = sum(1 for p in panel.points if p.anomalous)
+    n_anom = sum(1 for p in panel.points if p.anomalous and p.live)
     n_alert = sum(1 for p in panel.points if p.alerted)
     injected = ", ".join(f"{w.kind} {w.magnitude:+.0%} from {_fmt_ts(w.start)}" for w in panel.injected) or "none"
     return (
@@ -456,7 +473,8 @@ def render_html(data: ReportData) -> str:
 <h2>Affected series</h2>
 <p class="sub">One plot per series with an injected or detected anomaly. Top: the interval values and the band the
 detector expected (learned from the history and the live data before each point). Bottom: the severity (0-100) of
-every interval; an alert is sent at or above the threshold.</p>
+every interval; an alert is sent at or above the threshold. The grey part on the left is the end of the uploaded history
+(the detector learned from it; no alerts there), the rest is the live stream.</p>
 {legend}
 {panels}
 <h2>Alerts as recipients received them</h2>
