@@ -455,7 +455,10 @@ def score_interval(
             extra={"interval": start.isoformat(), "count": len(records) - len(inside)},
         )
         records = inside
-    unique = drop_duplicates(records)
+    # Event-count presets (a measure defaulted per event, e.g. ecommerce views): two page views of the same page in
+    # the same second are two views, not a redelivery, so nothing is dropped there.
+    counts_events = any(m.default is not None for m in spec.measures)
+    unique = records if counts_events else drop_duplicates(records)
     if len(unique) != len(records):
         report.duplicate_records += len(records) - len(unique)
         logger.info(
