@@ -107,5 +107,7 @@ class SentinelStack(Stack):
             CfnOutput(self, "DevicePolicyName", value=self.iot.device_policy.ref)
         if self.detector is not None:
             CfnOutput(self, "DetectorFunctionName", value=self.detector.fn.function.function_name)
+            # The feedback CLI reads it from `cdk deploy --outputs-file` to find groups without a table scan.
+            CfnOutput(self, "DetectorId", value=self.config.detector_id, description="Detector id in alerts and groups")
         if self.tables is not None and self.tables.anomalies is not None:
             CfnOutput(self, "AnomalyTableName", value=self.tables.anomalies.table_name)

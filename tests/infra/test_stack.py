@@ -359,3 +359,13 @@ def render_join(value: Any, refs: dict[str, str]) -> str:
         else:
             raise AssertionError(f"unexpected intrinsic {part}")
     return str(sep).join(out)
+
+
+def test_outputs_the_operator_tools_read(synth: Synth) -> None:
+    """`cdk deploy --outputs-file` feeds the simulator's feedback and stream commands: the names must exist."""
+    outputs = Template.from_json(synth.template).find_outputs("*")
+    expected = {"DataBucketName", "DeliveryStreamName", "AlertTopicArn", "LivePrefix", "HistoricalPrefix"}
+    if synth.engine == "builtin":
+        expected |= {"DetectorFunctionName", "DetectorId", "AnomalyTableName"}
+        assert outputs["DetectorId"]["Value"] == f"metric-sentinel-{synth.preset}"
+    assert expected <= set(outputs)
