@@ -124,3 +124,24 @@ def test_unusable_input_fails_clearly(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "timestamp" in result.output
     result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv"), "--interval", "P1Y"])
     assert result.exit_code != 0
+
+
+def test_aggregate_sum_and_avg_per_interval_and_series() -> None:
+    from sentinel_core.aggregate import aggregate
+    from sentinel_core.model import SeriesKey
+    from sentinel_core.records import Record
+    from sentinel_core.spec import get_preset
+
+    spec = get_preset("loyalty")  # SUM, daily
+    recs = [
+        Record(T0 + timedelta(hours=1), ("S1",), {"points_earned": 10.0, "points_redeemed": 1.0}),
+        Record(T0 + timedelta(hours=5), ("S1",), {"points_earned": 5.0, "points_redeemed": 2.0}),
+        Record(T0 + timedelta(days=1), ("S2",), {"points_earned": 7.0, "points_redeemed": 0.0}),
+    ]
+    out = aggregate(recs, spec)
+    assert list(out) == [T0, T0 + timedelta(days=1)]
+    assert out[T0][SeriesKey("points_earned", (("location_id", "S1"),))] == 15.0
+    avg = aggregate(recs, spec.with_overrides(measures=tuple(m.__class__(m.name, "AVG") for m in spec.measures)))
+    assert avg[T0][SeriesKey("points_redeemed", (("location_id", "S1"),))] == 1.5
+    hourly = aggregate(recs, spec, interval="PT1H")
+    assert len(hourly) == 3
