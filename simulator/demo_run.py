@@ -91,7 +91,7 @@ class DemoError(RuntimeError):
 class DemoOptions:
     preset: str = "air-quality"
     days: float = 7.0  # history
-    hours: float = 6.0  # live window (each 5-minute interval is a scheduled detector run: ~0.5 s on moto)
+    hours: float = 6.0  # live window (each 5-minute interval is a scheduled detector run: ~0.2 s on moto)
     locations: int = 5
     seed: int = 7
     anomalies: int = 4

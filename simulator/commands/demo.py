@@ -178,7 +178,7 @@ def demo(
     ),
     days: Annotated[float, typer.Option(min=0.1, help="Days of history that warm the detector up.")] = 7.0,
     hours: Annotated[
-        float, typer.Option(min=0.25, help="Hours of live data streamed (--hours 24: a full day, about 3 minutes).")
+        float, typer.Option(min=0.25, help="Hours of live data streamed (--hours 24: a full day, about 1.5 minutes).")
     ] = 6.0,
     locations: Annotated[int, typer.Option(min=1, max=200, help="Number of sensor locations.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data, alerts and report.")] = 7,
