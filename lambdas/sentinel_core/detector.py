@@ -73,7 +73,11 @@ class DetectorConfig:
     min_scale_abs: float = 1e-9
     min_scale_rel: float = 1e-3  # sigma is at least this fraction of |level| (constant series stay quiet)
     held_points: int = 16  # anomalous points remembered per series for feedback
-    expire_after_seconds: int = 7 * 86400  # a series silent this long is dropped from the state
+    expire_after_seconds: int = 7 * 86400
+    # Long intervals: the cool-down and the level-shift run are also capped in time (a daily series re-alerts after
+    # a day or two and learns a new level within three days, not after 72 / 24 days).
+    cooldown_max_seconds: int = 86400
+    shift_max_seconds: int = 3 * 86400  # a series silent this long is dropped from the state
 
     def __post_init__(self) -> None:
         if self.warmup_intervals < 2:
@@ -242,6 +246,9 @@ class Detector:
         buckets = period // bucket if self.config.seasonality != "off" else 0
         self._buckets = buckets if buckets >= 2 and period % self.interval_seconds == 0 else 0
         self._period_points = period / self.interval_seconds
+        cfg = self.config
+        self._cooldown = max(1, min(cfg.cooldown_intervals, cfg.cooldown_max_seconds // self.interval_seconds))
+        self._shift = max(3, min(cfg.shift_intervals, cfg.shift_max_seconds // self.interval_seconds))
 
     # -- time ---------------------------------------------------------------------------------------------------
     def _index(self, ts: datetime) -> int:
@@ -343,10 +350,10 @@ class Detector:
         raw = min(100.0, max(0.0, raw))
         sev = raw
         if s.cool > 0:
-            sev = max(0.0, raw - cfg.cooldown_penalty * s.cool / cfg.cooldown_intervals)
+            sev = max(0.0, raw - cfg.cooldown_penalty * s.cool / self._cooldown)
             s.cool -= 1
         if sev >= cfg.alert_score:
-            s.cool = cfg.cooldown_intervals
+            s.cool = self._cooldown
         self._learn(s, idx, b, x, r, z, a, avg, sigma, raw)
         return PointScore(key, ts, x, pred, lower, upper, round(sev, 2), False)
 
@@ -411,7 +418,7 @@ class Detector:
             s.run_s += rs
         else:
             s.run, s.run_sum, s.run_s = (side, rf, rs) if side else (0, 0.0, 0.0)
-        if abs(s.run) >= cfg.shift_intervals:
+        if abs(s.run) >= self._shift:
             n = abs(s.run)
             shift = (s.run_sum if not self._season_active(s) else s.run_s) / n
             s.flat += s.run_sum / n
