@@ -104,6 +104,7 @@ class LocalPipeline:
         self._last_tick: datetime | None = None
         self._sns_seen: dict[str, int] = {}
         self._started = False
+        self._clients: dict[str, Any] = {}
         self._mock: Any = None
 
     # -- construction ---------------------------------------------------------------------------------------
@@ -142,7 +143,11 @@ class LocalPipeline:
 
     # -- clients --------------------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        # One client per service: creating a boto3 client costs ~20 ms, and put_kinesis / put_firehose run per record.
+        cached = self._clients.get(service)
+        if cached is None:
+            cached = self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        return cached
 
     # -- resource creation in moto --------------------------------------------------------------------------
     def start(self) -> LocalPipeline:
