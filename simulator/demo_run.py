@@ -360,9 +360,16 @@ def route_account_iot_endpoint() -> Iterator[None]:
 
 
 def fresh_lambda_modules() -> None:
-    """Forget Lambda modules an earlier run in this process imported (their cached clients and settings)."""
-    for name in [n for n in sys.modules if n.split(".")[0] in ("transform", "detector", "automation")]:
-        del sys.modules[name]
+    """Clear the cold-start caches (``lru_cache``d clients and settings) of Lambda modules an earlier run or test
+    in this process imported, so this run's handlers read this stack's environment. The modules themselves stay
+    (other code may hold references to them)."""
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in ("transform", "detector", "automation") or module is None:
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and getattr(value, "__module__", None) == name:
+                clear()
 
 
 # ----------------------------------------------------------------------------------------------------------------
