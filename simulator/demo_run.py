@@ -288,6 +288,8 @@ def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
     if (outdir / "manifest.json").exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return LocalPipeline.from_assembly(outdir), False
     silence_jsii_node_banner()
+    if (outdir / "manifest.json").exists():
+        shutil.rmtree(outdir)  # an assembly of older sources: its stale asset folders would pile up
     try:
         pipeline = LocalPipeline.synth(context, outdir)
     except ModuleNotFoundError as exc:
