@@ -10,8 +10,10 @@ ENGINE ?= builtin
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# jsii prints an end-of-life banner for Node 20 on every `import aws_cdk`; it takes the acknowledged major version.
+NODE_MAJOR := $(shell node -p "process.versions.node.split('.')[0]" 2>/dev/null)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(NODE_MAJOR)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := $(NODE_MAJOR)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup test demo synth lint format typecheck bench nab clean broker

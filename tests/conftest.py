@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
+
+def _node_major() -> str:
+    """jsii's end-of-life banner is silenced per acknowledged Node major version (e.g. "20")."""
+    node = shutil.which("node")
+    if not node:
+        return ""
+    out = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+_NODE_MAJOR = _node_major()
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -12,8 +25,8 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_REGION": "eu-west-1",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": _NODE_MAJOR,
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": _NODE_MAJOR,
         "POWERTOOLS_METRICS_NAMESPACE": "MetricSentinelTest",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
