@@ -173,9 +173,12 @@ def errors_table(result: DemoResult) -> Table:
 
 @app.command()
 def demo(
-    preset: Annotated[str, typer.Option(help="Pipeline preset (the demo streams IoT devices: air-quality).")] = (
-        "air-quality"
-    ),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="air-quality (IoT devices), loyalty (CSV upload -> backtest) or ecommerce (Kinesis page views)."
+        ),
+    ] = ("air-quality"),
     days: Annotated[float, typer.Option(min=0.1, help="Days of history that warm the detector up.")] = 7.0,
     hours: Annotated[
         float, typer.Option(min=0.25, help="Hours of live data streamed (--hours 24: a full day, about 1.5 minutes).")
@@ -200,6 +203,10 @@ def demo(
     receive it and writes OUT/report.html (plots of the affected series, alerts, the S3 layout).
     """
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
+    if preset in ("loyalty", "ecommerce"):  # S3-upload / Kinesis presets: same machinery, their own feeding
+        from simulator.demo_presets import run_preset_demo
+
+        raise typer.Exit(run_preset_demo(console, preset, out, seed))
     live_start = DEFAULT_START
     if start is not None:
         try:
