@@ -12,6 +12,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 from sentinel_core.intervals import floor_to_interval
 from sentinel_core.records import decode_and_validate
@@ -227,3 +229,14 @@ def test_cli_dry_run_and_missing_stream_name(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--stream-name" in result.output
     result = CliRunner().invoke(app, ["stream", "--preset", "loyalty", "--dry-run"])
     assert result.exit_code == 2 and "Kinesis" in result.output
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=400_000), max_size=60), st.integers(min_value=1, max_value=500))
+def test_property_batches_keep_order_and_limits(sizes: list[int], per_batch: int) -> None:
+    evs = [Event(b"x" * n, f"k{i}", T0) for i, n in enumerate(sizes)]
+    sender = KinesisSender(object(), "s", rate=None, batch_records=per_batch)  # type: ignore[arg-type]
+    batches = list(sender.batches(evs))
+    assert [e for b in batches for e in b] == evs
+    assert all(1 <= len(b) <= per_batch for b in batches)
+    assert all(sum(len(e.data) + len(e.partition_key) for e in b) <= MAX_BATCH_BYTES for b in batches)
