@@ -6,6 +6,7 @@ through ``sentinel_core.iot_policy``: one certificate can act only as its own th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,3 +53,32 @@ def test_deployed_device_policy_scopes_each_certificate_to_its_own_thing(preset:
 def test_non_mqtt_presets_deploy_no_device_policy(synth: Synth) -> None:
     policies = synth.of_type("AWS::IoT::Policy")
     assert bool(policies) == (get_preset(synth.preset).ingest == "iot")
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def security_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- section: security -->")
+    end = text.index("<!-- section:", start + 1)
+    return text[start:end]
+
+
+def test_readme_role_table_names_every_action_the_template_grants(synth: Synth) -> None:
+    """The security review lists what each role can do; a new grant in the stack must show up there."""
+    section = security_section()
+    missing = set()
+    for res in synth.resources.values():
+        if res["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::Role"):
+            continue
+        docs = [res["Properties"].get("PolicyDocument")] + [
+            p.get("PolicyDocument") for p in res["Properties"].get("Policies", []) or []
+        ]
+        for doc in filter(None, docs):
+            for stmt in doc["Statement"]:
+                if stmt.get("Effect") != "Allow" or "Action" not in stmt:
+                    continue
+                actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+                missing |= {a for a in actions if a.split(":", 1)[1] not in section}
+    assert not missing, f"README security section does not mention {sorted(missing)} ({synth.preset}/{synth.engine})"
