@@ -39,6 +39,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "stack_name",
     "alert_emails",
     "alert_phones",
+    "ops_emails",
     "severity_threshold",
     "interval",
     "measures",
@@ -67,6 +68,7 @@ class SentinelConfig:
     stack_name: str = "MetricSentinel-air-quality"
     alert_emails: tuple[str, ...] = ()
     alert_phones: tuple[str, ...] = ()
+    ops_emails: tuple[str, ...] = ()  # operations topic (alarms), kept apart from the anomaly alerts
     log_retention_days: int = 30
     data_retention_days: int = 365
     powertools_layer_version: int = 27
@@ -106,10 +108,8 @@ class SentinelConfig:
             raise ConfigError(f"context 'engine': unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
         spec = _spec_with_overrides(base, get)
-        emails = _str_list("alert_emails", get("alert_emails"))
-        for e in emails:
-            if not _EMAIL.match(e):
-                raise ConfigError(f"context 'alert_emails': {e!r} is not an e-mail address")
+        emails = _emails("alert_emails", get("alert_emails"))
+        ops_emails = _emails("ops_emails", get("ops_emails"))
         phones = _str_list("alert_phones", get("alert_phones"))
         for p in phones:
             if not _E164.match(p):
@@ -160,6 +160,7 @@ class SentinelConfig:
             stack_name=stack_name,
             alert_emails=emails,
             alert_phones=phones,
+            ops_emails=ops_emails,
             log_retention_days=log_days,
             data_retention_days=data_days,
             powertools_layer_version=layer,
@@ -207,6 +208,14 @@ def _str_list(key: str, value: Any) -> tuple[str, ...]:
         if v.strip():
             items.append(v.strip())
     return tuple(items)
+
+
+def _emails(key: str, raw: Any) -> tuple[str, ...]:
+    emails = _str_list(key, raw)
+    for e in emails:
+        if not _EMAIL.match(e):
+            raise ConfigError(f"context {key!r}: {e!r} is not an e-mail address")
+    return emails
 
 
 def _int(key: str, value: Any, default: int) -> int:

@@ -144,6 +144,11 @@ class Monitoring(Construct):
             )
         )
         mark(topic, "ops-topic")
+        for i, email in enumerate(config.ops_emails):
+            sub = sns.Subscription(
+                self, f"Email{i}", topic=topic, protocol=sns.SubscriptionProtocol.EMAIL, endpoint=email
+            )
+            mark(sub, "ops-email")
         return topic
 
     # -- sections -------------------------------------------------------------------------------------------------

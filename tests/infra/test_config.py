@@ -95,6 +95,7 @@ def test_json_context_values() -> None:
         ({"measures": [{"name": "CO", "aggregation": "MEDIAN"}]}, "aggregation of CO must be one of SUM, AVG"),
         ({"alert_emails": "ops@example"}, "'ops@example' is not an e-mail address"),
         ({"alert_emails": "not an address"}, "is not an e-mail address"),
+        ({"ops_emails": "pager@"}, "context 'ops_emails': 'pager@' is not an e-mail address"),
         ({"alert_phones": "0155 555 0123"}, "is not an E.164 phone number"),
         ({"alert_phones": "+0123456"}, "is not an E.164 phone number"),
         ({"alert_phones": "+1234567890123456"}, "is not an E.164 phone number"),

@@ -227,7 +227,11 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
 
 def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> None:
     s = synth_cache(
-        "air-quality", "builtin", alert_emails="ops@example.com,oncall@example.org", alert_phones='["+14155550100"]'
+        "air-quality",
+        "builtin",
+        alert_emails="ops@example.com,oncall@example.org",
+        alert_phones='["+14155550100"]',
+        ops_emails="platform@example.com",
     )
     t = Template.from_json(s.template)
     key_id, _ = s.by_role("alert-key")
@@ -243,11 +247,16 @@ def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> 
             }
         },
     )
+    topic_id, _ = s.by_role("alert-topic")
+    ops_topic_id, _ = s.by_role("ops-topic")
     subs = [r["Properties"] for r in s.of_type("AWS::SNS::Subscription").values()]
-    assert {(p["Protocol"], p["Endpoint"]) for p in subs if p["Protocol"] in ("email", "sms")} == {
-        ("email", "ops@example.com"),
-        ("email", "oncall@example.org"),
-        ("sms", "+14155550100"),
+    people = {(p["TopicArn"]["Ref"], p["Protocol"], p["Endpoint"]) for p in subs if p["Protocol"] in ("email", "sms")}
+    # Anomaly alerts and pipeline alarms reach different people: ops_emails subscribe to the operations topic only.
+    assert people == {
+        (topic_id, "email", "ops@example.com"),
+        (topic_id, "email", "oncall@example.org"),
+        (topic_id, "sms", "+14155550100"),
+        (ops_topic_id, "email", "platform@example.com"),
     }
 
 
