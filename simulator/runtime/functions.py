@@ -62,12 +62,14 @@ def _same_source(module: Any, asset_dir: Path, module_name: str) -> bool:
     return candidate.exists() and filecmp.cmp(current, candidate, shallow=False)
 
 
-def load_handler(asset_dir: Path, handler: str) -> Handler:
+def load_handler(asset_dir: Path, handler: str, cold: bool = True) -> Handler:
     """Import ``module.function`` from ``asset_dir`` the way the Lambda runtime does (asset on the path).
 
-    When the handler's package is already imported (tests import the same code from ``lambdas/``) and every
-    already-imported module of that package is byte-identical to the asset's copy, that module is reused;
-    otherwise the package is re-imported from the asset so the runtime runs exactly what was synthesized.
+    ``cold`` (the default) starts the function like a new Lambda container: every already-imported module of the
+    handler's package is dropped and imported again, so module-level set-up (Powertools ``Metrics`` and ``Logger``
+    service names, cached clients and settings) reads *this* function's environment, not whatever an earlier
+    pipeline or test in the same process left behind. With ``cold=False`` an already-imported package is reused
+    when every module is byte-identical to the asset's copy; otherwise it is re-imported from the asset.
     """
     module_name, _, func = handler.rpartition(".")
     if not module_name:
@@ -75,7 +77,8 @@ def load_handler(asset_dir: Path, handler: str) -> Handler:
     top = module_name.split(".")[0]
     asset = str(asset_dir.resolve())
     loaded = {n: m for n, m in sys.modules.items() if n == top or n.startswith(top + ".")}
-    if loaded and not all(_same_source(m, asset_dir, n) for n, m in loaded.items() if getattr(m, "__file__", None)):
+    stale = not all(_same_source(m, asset_dir, n) for n, m in loaded.items() if getattr(m, "__file__", None))
+    if loaded and (cold or stale):
         for n in loaded:
             del sys.modules[n]
     if asset not in sys.path:
