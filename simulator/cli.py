@@ -22,16 +22,18 @@ def _root() -> None:
     # An explicit callback keeps `python -m simulator <command>` a group even while only one command is registered.
 
 
+COMMANDS: tuple[str, ...] = ("generate", "provision", "publish", "stream", "backtest", "feedback", "demo")
+
+
 def _register() -> None:
-    """Import the command modules (each decorates its functions with ``@app.command``)."""
+    """Import the command modules (each decorates its functions with ``@app.command``).
+
+    Imported lazily so that ``--help`` and light commands do not pay for the heavy ones' imports at module load.
+    """
     import importlib
 
-    for name in ("generate", "provision", "publish", "backtest", "feedback", "stream", "demo"):
-        try:
-            importlib.import_module(f"simulator.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"simulator.commands.{name}":
-                raise
+    for name in COMMANDS:
+        importlib.import_module(f"simulator.commands.{name}")
 
 
 def main() -> None:
