@@ -49,8 +49,9 @@ Seasonality = Literal["auto", "on", "off"]
 class DetectorConfig:
     """Tunables of the detector. Defaults are general-purpose; every series gets the same ones."""
 
-    warmup_intervals: int = 24  # points per series scored 0 (warming_up) while the model starts
-    level_alpha: float = 0.08  # level smoothing per interval
+    warmup_intervals: int = 24  # points per series scored 0 (warming_up) while the model starts ...
+    warmup_max_seconds: int = 14 * 86400  # ... at most this long (a daily series warms up in 14 days, not 24)
+    level_alpha: float = 0.04  # level smoothing per interval
     scale_alpha: float = 0.03  # smoothing of the absolute residual (robust sigma)
     season_gamma: float = 0.3  # smoothing of each seasonal bucket (updated once per period)
     seasonality: Seasonality = "auto"
@@ -61,13 +62,17 @@ class DetectorConfig:
     band_z: float = 3.0  # PointScore.lower/upper = expected -+ band_z sigma
     exclude_score: float = 50.0  # points at or above this severity do not update the baseline
     shift_z: float = 3.0  # a deviation beyond this many sigmas counts towards a level shift
-    shift_intervals: int = 24  # consecutive same-side deviations after which the new level is learned
-    short_window: int = 12  # intervals in the moving average of surprise (changes of distribution)
-    stats_alpha: float = 0.005  # smoothing of the surprise calibration
+    shift_intervals: int = 48  # consecutive same-side deviations after which the new level is learned
+    short_window: int = 18  # intervals in the moving average of surprise (changes of distribution)
+    stats_alpha: float = 0.004  # smoothing of the surprise calibration
     surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
     cooldown_intervals: int = 72
     cooldown_penalty: float = 60.0  # severity removed at the start of the cool-down, fading linearly
+    # Robust-sigma test beside the calibrated one: the Gaussian tail of |z| / z_scale. A clear 6-sigma excursion on
+    # a quiet series scores >= 80 even when its own surprise history is short; a series that often shows such
+    # deviations is held back by the empirical tail (min of both).
+    z_scale: float = 1.15
     tail_floor: float = 1.5  # -log10(tail probability) mapped to severity 0 ...
     tail_ceiling: float = 6.0  # ... and to severity 100 (one in a million)
     min_scale_abs: float = 1e-9
@@ -80,6 +85,8 @@ class DetectorConfig:
     shift_max_seconds: int = 3 * 86400  # a series silent this long is dropped from the state
 
     def __post_init__(self) -> None:
+        if self.z_scale <= 0:
+            raise ValueError("z_scale must be positive")
         if self.warmup_intervals < 2:
             raise ValueError("warmup_intervals must be at least 2")
         for name in ("level_alpha", "scale_alpha", "season_gamma", "stats_alpha"):
@@ -248,6 +255,7 @@ class Detector:
         self._period_points = period / self.interval_seconds
         cfg = self.config
         self._cooldown = max(1, min(cfg.cooldown_intervals, cfg.cooldown_max_seconds // self.interval_seconds))
+        self._warmup = min(cfg.warmup_intervals, max(4, cfg.warmup_max_seconds // self.interval_seconds))
         self._shift = max(3, min(cfg.shift_intervals, cfg.shift_max_seconds // self.interval_seconds))
 
     # -- time ---------------------------------------------------------------------------------------------------
@@ -331,7 +339,7 @@ class Detector:
         z = r / sigma
         a = math.log1p(min(abs(z), 1e12))  # surprise on a log scale: heavy tails calibrate well
         lower, upper = pred - cfg.band_z * sigma, pred + cfg.band_z * sigma
-        if s.n < cfg.warmup_intervals:
+        if s.n < self._warmup:
             self._learn_warmup(s, idx, x, r, a)
             return PointScore(key, ts, x, pred, lower, upper, 0.0, True)
 
@@ -343,7 +351,10 @@ class Detector:
         sd_b = math.sqrt(s.bv) + 1e-3
         # The point's tail probability is at least the observed frequency of such surprises (a series that
         # spikes every few hours does not alert on every spike), else the Gaussian tail of the calibration.
-        t_point = min(_tail((a - s.am) / sd_a), _emp_tail(s.hist, a, _EMP_MIN_EVENTS * cfg.stats_alpha * 0.5))
+        t_point = min(
+            max(_tail((a - s.am) / sd_a), _tail(abs(z) / cfg.z_scale)),
+            _emp_tail(s.hist, a, _EMP_MIN_EVENTS * cfg.stats_alpha * 0.5),
+        )
         t_avg = _tail((avg - s.bm) / sd_b) if len(window) + 1 >= k else 0.0
         logp = max(t_point, t_avg) - math.log10(2.0)  # two tests: Bonferroni
         raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
@@ -379,7 +390,7 @@ class Detector:
             b = self._bucket(idx)
             if math.isnan(s.season[b]):
                 s.season[b] = x - s.level
-        half = cfg.warmup_intervals // 2
+        half = self._warmup // 2
         if s.n > half:  # the scale is usable by now: start calibrating the surprise (not its histogram yet)
             ac = min(a, cfg.surprise_cap)
             self._learn_stats(s, ac, ac, max(1.0 / (s.n - half), cfg.stats_alpha), with_hist=False)
@@ -512,6 +523,9 @@ class Detector:
             # Widen: this residual must now sit inside the band and score below the exclusion level.
             s.mad = max(s.mad, abs(r) / (cfg.shift_z * _MAD_TO_SIGMA))
             s.av = max(s.av, ((min(a, 1e6) - s.am) / 2.0) ** 2)
+            # ... and count it as a usual surprise (the empirical tail, which also bounds the robust-sigma test).
+            hb = min(_HIST_BINS - 1, int(min(a, cfg.surprise_cap) / _HIST_WIDTH))
+            s.hist[hb] += _EMP_MIN_EVENTS * cfg.stats_alpha
         else:
             s.mad *= 1.5
             s.av *= 2.25
