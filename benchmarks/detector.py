@@ -10,7 +10,10 @@ false-positive events in proportion of the kind's labels), F1, and the median ti
 Speed: 5,000 series scored in one interval after a warm-up (Lookout's limit is 5,000 series per 5 minutes), on
 one core; memory per series with tracemalloc and the gzip JSON state size per series.
 
-    python benchmarks/detector.py
+NAB (``--nab``): the backtest CLI over the 28 labelled NAB files of ``../shared/nab-dev`` scored with NAB's own
+sweeper, all three profiles (a few minutes; the same as ``make nab``).
+
+    python benchmarks/detector.py [--nab]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import gzip
 import json
 import random
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -135,9 +139,29 @@ def speed(series: int = 5000, warm: int = 60, timed: int = 5) -> None:
     )
 
 
+NAB_SCORE = Path(__file__).resolve().parents[1].parent / "shared" / "nab-dev" / "score.py"
+
+
+def nab() -> None:
+    if not NAB_SCORE.exists():
+        print(f"nab: {NAB_SCORE} not found, skipped")
+        return
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(NAB_SCORE), "backtest", sys.executable], cwd=root, capture_output=True, text=True
+    )
+    if done.returncode:
+        print(f"nab: score.py failed: {(done.stderr or done.stdout)[-500:]}")
+        return
+    for line in done.stdout.splitlines():
+        print(f"nab {line}")
+
+
 def main() -> None:
     quality()
     speed()
+    if "--nab" in sys.argv[1:]:
+        nab()
 
 
 if __name__ == "__main__":
