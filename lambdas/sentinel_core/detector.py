@@ -65,6 +65,7 @@ class DetectorConfig:
     shift_intervals: int = 48  # consecutive same-side deviations after which the new level is learned
     short_window: int = 18  # intervals in the moving average of surprise (changes of distribution)
     stats_alpha: float = 0.004  # smoothing of the surprise calibration
+    hist_alpha: float = 0.001  # ... and of its histogram (slower: a spike recurring daily is learned as usual)
     surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
     cooldown_intervals: int = 72
@@ -89,7 +90,7 @@ class DetectorConfig:
             raise ValueError("z_scale must be positive")
         if self.warmup_intervals < 2:
             raise ValueError("warmup_intervals must be at least 2")
-        for name in ("level_alpha", "scale_alpha", "season_gamma", "stats_alpha"):
+        for name in ("level_alpha", "scale_alpha", "season_gamma", "stats_alpha", "hist_alpha"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within (0, 1]")
         if self.seasonality not in ("auto", "on", "off"):
@@ -353,7 +354,7 @@ class Detector:
         # spikes every few hours does not alert on every spike), else the Gaussian tail of the calibration.
         t_point = min(
             max(_tail((a - s.am) / sd_a), _tail(abs(z) / cfg.z_scale)),
-            _emp_tail(s.hist, a, _EMP_MIN_EVENTS * cfg.stats_alpha * 0.5),
+            _emp_tail(s.hist, a, _EMP_MIN_EVENTS * cfg.hist_alpha * 0.8),
         )
         t_avg = _tail((avg - s.bm) / sd_b) if len(window) + 1 >= k else 0.0
         logp = max(t_point, t_avg) - math.log10(2.0)  # two tests: Bonferroni
@@ -400,10 +401,11 @@ class Detector:
     def _learn_stats(self, s: _Series, a: float, avg: float, w: float, with_hist: bool = True) -> None:
         if with_hist:
             hist = s.hist
-            keep = 1.0 - w
+            hw = self.config.hist_alpha
+            keep = 1.0 - hw
             for i in range(_HIST_BINS):
                 hist[i] *= keep
-            hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH))] += w
+            hist[min(_HIST_BINS - 1, int(a / _HIST_WIDTH))] += hw
         d = a - s.am
         s.am += w * d
         s.av = (1 - w) * (s.av + w * d * d)
@@ -511,7 +513,7 @@ class Detector:
                 held[4] = 1.0
                 # Forget it as a "usual" surprise: a confirmed anomaly must stay surprising when it repeats.
                 b = min(_HIST_BINS - 1, int(min(held[3], self.config.surprise_cap) / _HIST_WIDTH))
-                s.hist[b] = max(0.0, s.hist[b] - self.config.stats_alpha)
+                s.hist[b] = max(0.0, s.hist[b] - self.config.hist_alpha)
             s.run, s.run_sum, s.run_s = 0, 0.0, 0.0  # a confirmed anomaly must not become the new level
             return True
         cfg = self.config
@@ -525,7 +527,7 @@ class Detector:
             s.av = max(s.av, ((min(a, 1e6) - s.am) / 2.0) ** 2)
             # ... and count it as a usual surprise (the empirical tail, which also bounds the robust-sigma test).
             hb = min(_HIST_BINS - 1, int(min(a, cfg.surprise_cap) / _HIST_WIDTH))
-            s.hist[hb] += _EMP_MIN_EVENTS * cfg.stats_alpha
+            s.hist[hb] += _EMP_MIN_EVENTS * cfg.hist_alpha
         else:
             s.mad *= 1.5
             s.av *= 2.25
