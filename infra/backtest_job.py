@@ -15,14 +15,20 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 from sentinel_core import layout
 
 from infra.alerts import AlertTopic
-from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue, logical_id, mark
+from infra.common import (
+    FunctionSpec,
+    SentinelFunction,
+    acknowledge,
+    any_occurrence_alarm,
+    encrypted_queue,
+    logical_id,
+)
 from infra.config import SentinelConfig
 from infra.state import StateTables
 from infra.storage import DataLake
@@ -99,28 +105,20 @@ class BacktestJob(Construct):
         )
         self._acknowledge_notification_handler()
 
-        self.errors_alarm = cw.Alarm(
+        self.errors_alarm = any_occurrence_alarm(
             self,
             "ErrorsAlarm",
-            alarm_description="The backtest job failed on an upload (retried, then its S3 event goes to the DLQ)",
-            metric=fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            "The backtest job failed on an upload (retried, then its S3 event goes to the DLQ)",
+            "backtest-errors-alarm",
         )
-        mark(self.errors_alarm, "backtest-errors-alarm")
-        self.dlq_alarm = cw.Alarm(
+        self.dlq_alarm = any_occurrence_alarm(
             self,
             "DeadLettersAlarm",
-            alarm_description="An upload's S3 event ended in the backtest DLQ after its retries: it was not processed",
-            metric=self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            "An upload's S3 event ended in the backtest DLQ after its retries: it was not processed",
+            "backtest-dlq-alarm",
         )
-        mark(self.dlq_alarm, "backtest-dlq-alarm")
 
     def _acknowledge_notification_handler(self) -> None:
         """CDK's singleton BucketNotificationsHandler (it writes the bucket's notification configuration)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Acknowledgment, Aws, CfnResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -244,3 +245,19 @@ class SentinelFunction(Construct):
             if "*" in a:
                 raise ValueError(f"wildcard action {a!r}: name the exact actions")
         self.role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+
+
+def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, description: str, role: str) -> cw.Alarm:
+    """An alarm that fires on the first occurrence (Sum >= 1 over one period); no data means nothing happened."""
+    alarm = cw.Alarm(
+        scope,
+        id_,
+        alarm_description=description,
+        metric=metric,
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+    )
+    mark(alarm, role)
+    return alarm

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 from sentinel_core import layout
 
 from infra.alerts import AlertTopic
-from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue, logical_id, mark
+from infra.common import (
+    FunctionSpec,
+    SentinelFunction,
+    acknowledge,
+    any_occurrence_alarm,
+    encrypted_queue,
+    logical_id,
+    mark,
+)
 from infra.config import SentinelConfig
 from infra.state import StateTables
 from infra.storage import DataLake
@@ -110,25 +117,17 @@ class BuiltinDetector(Construct):
         )
         # Async invocations (schedule -> Lambda): two retries, then the DLQ above.
         fn.function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
-        self.errors_alarm = cw.Alarm(
+        self.errors_alarm = any_occurrence_alarm(
             self,
             "ErrorsAlarm",
-            alarm_description="The detector Lambda failed: an interval may not have been scored",
-            metric=fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            "The detector Lambda failed: an interval may not have been scored",
+            "detector-errors-alarm",
         )
-        mark(self.errors_alarm, "detector-errors-alarm")
-        self.dlq_alarm = cw.Alarm(
+        self.dlq_alarm = any_occurrence_alarm(
             self,
             "DeadLettersAlarm",
-            alarm_description="A detector run ended in the dead-letter queue after its retries",
-            metric=self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            "A detector run ended in the dead-letter queue after its retries",
+            "detector-dlq-alarm",
         )
-        mark(self.dlq_alarm, "detector-dlq-alarm")
