@@ -34,3 +34,11 @@ os.environ.update(
 )
 for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(var, None)
+
+# Hypothesis: on CI (CI=true) every run draws the same examples, so a landing is reproducible; on a developer's
+# machine each run explores new ones, and what they find is kept as explicit regression tests.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
