@@ -25,6 +25,7 @@ from infra.common import (
     FunctionSpec,
     SentinelFunction,
     acknowledge,
+    alerting_environment,
     any_occurrence_alarm,
     encrypted_queue,
     logical_id,
@@ -56,15 +57,7 @@ class BacktestJob(Construct):
         assert tables.anomalies is not None
         self.prefix = layout.upload_prefix(spec)
         self.dlq = encrypted_queue(self, "DeadLetters", "backtest-dlq")
-        env = {
-            "DATA_BUCKET": lake.bucket.bucket_name,
-            "ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-            "ANOMALY_TABLE": tables.anomalies.table_name,
-            "DETECTOR_ID": config.detector_id,
-            "ALERT_FILTER": config.alert_filter_json,
-        }
-        if config.console_base_url:
-            env["CONSOLE_BASE_URL"] = config.console_base_url
+        env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
         self.fn = SentinelFunction(
             self,
             "Job",

@@ -261,3 +261,17 @@ def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, descrip
     )
     mark(alarm, role)
     return alarm
+
+
+def alerting_environment(config: SentinelConfig, bucket_name: str, topic_arn: str, table_name: str) -> dict[str, str]:
+    """Environment of a function that reads the lake, stores anomaly groups and publishes alerts."""
+    env = {
+        "DATA_BUCKET": bucket_name,
+        "ALERT_TOPIC_ARN": topic_arn,
+        "ANOMALY_TABLE": table_name,
+        "DETECTOR_ID": config.detector_id,
+        "ALERT_FILTER": config.alert_filter_json,
+    }
+    if config.console_base_url:
+        env["CONSOLE_BASE_URL"] = config.console_base_url
+    return env

@@ -13,6 +13,7 @@ from infra.common import (
     FunctionSpec,
     SentinelFunction,
     acknowledge,
+    alerting_environment,
     any_occurrence_alarm,
     encrypted_queue,
     logical_id,
@@ -54,17 +55,9 @@ class BuiltinDetector(Construct):
         spec = config.spec
         assert tables.anomalies is not None
         self.dlq = encrypted_queue(self, "DeadLetters", "detector-dlq")
-        env = {
-            "DATA_BUCKET": lake.bucket.bucket_name,
-            "ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-            "ANOMALY_TABLE": tables.anomalies.table_name,
-            "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
-            "DETECTOR_ID": config.detector_id,
-            "SCHEDULE_OFFSET_SECONDS": str(config.schedule_offset_seconds),
-            "ALERT_FILTER": config.alert_filter_json,
-        }
-        if config.console_base_url:
-            env["CONSOLE_BASE_URL"] = config.console_base_url
+        env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
+        env["IDEMPOTENCY_TABLE"] = tables.idempotency.table_name
+        env["SCHEDULE_OFFSET_SECONDS"] = str(config.schedule_offset_seconds)
         self.fn = SentinelFunction(
             self,
             "Detector",
