@@ -18,11 +18,11 @@ from typing import Any
 
 import boto3
 
-from simulator.runtime.firehose import BufferedRecord, Ledger, LocalFirehose
-from simulator.runtime.functions import LocalFunction, is_code_asset_function
-from simulator.runtime.iot import RuleSql, RuleSqlError
-from simulator.runtime.schedule import Schedule
-from simulator.runtime.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
+from local_aws.firehose import BufferedRecord, Ledger, LocalFirehose
+from local_aws.functions import LocalFunction, is_code_asset_function
+from local_aws.iot import RuleSql, RuleSqlError
+from local_aws.schedule import Schedule
+from local_aws.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
 
 
 @dataclass
@@ -297,11 +297,11 @@ class LocalPipeline:
 
     # -- lookups --------------------------------------------------------------------------------------------
     def function(self, key: str) -> LocalFunction:
-        """A function by role (handler package: ``transform``, ``detector``...), logical id, name or ARN."""
+        """A function by handler package (``transform``, ``detector``...), logical id, name or ARN."""
         for fn in self.functions.values():
-            if key in (fn.role, fn.resource.logical_id, fn.name, fn.arn) or key.startswith(fn.arn + ":"):
+            if key in (fn.package, fn.resource.logical_id, fn.name, fn.arn) or key.startswith(fn.arn + ":"):
                 return fn
-        known = ", ".join(sorted(f"{f.role} ({f.resource.logical_id})" for f in self.functions.values()))
+        known = ", ".join(sorted(f"{f.package} ({f.resource.logical_id})" for f in self.functions.values()))
         raise KeyError(f"no function {key!r} in the template; known: {known}")
 
     def resource(self, key: str) -> Resource:
@@ -322,8 +322,12 @@ class LocalPipeline:
             return buckets[0].physical if buckets else ""
         return next(iter(self.firehoses.values())).bucket
 
-    def env_of(self, role: str) -> dict[str, str]:
-        return dict(self.function(role).environment)
+    def env_of(self, function: str) -> dict[str, str]:
+        return dict(self.function(function).environment)
+
+    def handler_packages(self) -> set[str]:
+        """The top packages of every handler the template runs (``transform``, ``detector``, ...)."""
+        return {fn.package for fn in self.functions.values()}
 
     # -- clock ----------------------------------------------------------------------------------------------
     def _advance(self, now: datetime | None) -> datetime:

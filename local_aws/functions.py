@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.runtime.template import Resource, Template, TemplateError
+from local_aws.template import Resource, Template, TemplateError
 
 Handler = Callable[[Any, Any], Any]
 
@@ -128,7 +128,7 @@ class LocalFunction:
     environment: dict[str, str]
     timeout: int
     memory: int
-    role: str  # the handler's top package: transform, detector, automation, backtest_job, ...
+    package: str  # the handler's top package: transform, detector, automation, backtest_job, ...
     _fn: Handler | None = None
 
     @classmethod
@@ -153,7 +153,7 @@ class LocalFunction:
             environment=env,
             timeout=int(props.get("Timeout", 3)),
             memory=int(props.get("MemorySize", 128)),
-            role=handler.split(".")[0],
+            package=handler.split(".")[0],
         )
 
     def context(self) -> FakeLambdaContext:

@@ -241,17 +241,6 @@ class Template:
         assert isinstance(resolved, dict)
         return resolved
 
-    def by_arn(self, arn: str) -> Resource | None:
-        base = (
-            arn.split(":function:")[0] + ":function:" + arn.split(":function:")[1].split(":")[0]
-            if ":function:" in arn
-            else arn
-        )
-        for r in self.resources.values():
-            if r.arn == base or r.ref == arn or r.physical == arn:
-                return r
-        return None
-
 
 def load_assembly(
     outdir: str | Path, stack: str | None = None, region: str = REGION, account: str = ACCOUNT
