@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import REGION, create_anomaly_table
 from sentinel_core import store
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
+from support.aws import REGION, create_anomaly_table
 from typer.testing import CliRunner
 
 from simulator.cli import _register, app
