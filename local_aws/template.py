@@ -31,7 +31,6 @@ _NAME_PROPS: dict[str, str] = {
     "AWS::IAM::Role": "RoleName",
     "AWS::IoT::TopicRule": "RuleName",
     "AWS::Events::Rule": "Name",
-    "AWS::Scheduler::Schedule": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::IoT::Policy": "PolicyName",
 }
@@ -64,7 +63,6 @@ _ARNS = {
     "AWS::IAM::Role": "arn:aws:iam::{account}:role/{name}",
     "AWS::IoT::TopicRule": "arn:aws:iot:{region}:{account}:rule/{name}",
     "AWS::Events::Rule": "arn:aws:events:{region}:{account}:rule/{name}",
-    "AWS::Scheduler::Schedule": "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
     "AWS::Logs::LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}:*",
 }
 
