@@ -22,6 +22,7 @@ from local_aws.firehose import BufferedRecord, Ledger, LocalFirehose
 from local_aws.functions import LocalFunction, is_code_asset_function
 from local_aws.iot import RuleSql, RuleSqlError
 from local_aws.schedule import Schedule
+from local_aws.stepfunctions import Execution, StateMachine, StateMachineError
 from local_aws.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
 
 
@@ -85,6 +86,9 @@ class LocalPipeline:
         self.firehoses: dict[str, LocalFirehose] = {
             r.physical: LocalFirehose.from_resource(template, r)
             for r in template.of_type("AWS::KinesisFirehose::DeliveryStream")
+        }
+        self.state_machines: dict[str, StateMachine] = {
+            r.arn: self._state_machine(r) for r in template.of_type("AWS::StepFunctions::StateMachine")
         }
         self.rules = [self._rule(r) for r in template.of_type("AWS::IoT::TopicRule")]
         self.schedules = [s for r in template.of_type("AWS::Events::Rule") if (s := self._schedule(r))]
@@ -178,6 +182,7 @@ class LocalPipeline:
             "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table",
             "AWS::Kinesis::Stream", "AWS::Lambda::Function", "AWS::KinesisFirehose::DeliveryStream",
             "AWS::IoT::TopicRule", "AWS::Events::Rule", "Custom::S3BucketNotifications",
+            "AWS::StepFunctions::StateMachine",
         }  # fmt: skip
         passive = ("AWS::IAM::", "AWS::KMS::", "AWS::Logs::", "AWS::Lambda::Permission", "AWS::S3::BucketPolicy",
                    "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy", "AWS::CDK::", "AWS::IoT::Policy",
@@ -269,6 +274,17 @@ class LocalPipeline:
             error_action=payload.get("ErrorAction"),
             enabled=not payload.get("RuleDisabled", False),
         )
+
+    def _state_machine(self, r: Resource) -> StateMachine:
+        p = self.template.props(r)
+        raw = p.get("DefinitionString", p.get("Definition"))
+        try:
+            definition = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(definition, dict):
+                raise StateMachineError("no DefinitionString or Definition")
+            return StateMachine(r.physical, r.arn, definition, self.invoke)
+        except (ValueError, StateMachineError) as exc:
+            raise TemplateError(f"state machine {r.logical_id}: {exc}") from exc
 
     def _schedule(self, r: Resource) -> ScheduledTarget | None:
         p = self.template.props(r)
@@ -387,6 +403,24 @@ class LocalPipeline:
         if not delivered:
             self.async_failures.append(record)
         return error
+
+    # -- Step Functions -------------------------------------------------------------------------------------
+    def state_machine(self, key: str) -> StateMachine:
+        """A state machine by name or ARN."""
+        for sm in self.state_machines.values():
+            if key in (sm.name, sm.arn):
+                return sm
+        raise KeyError(f"no state machine {key!r} in the template; known: {', '.join(sorted(self.state_machines))}")
+
+    def start_execution(self, state_machine: str, payload: Any, now: datetime | None = None) -> Execution:
+        """``StartExecution``, run to its end in simulated time (nothing passes during it); a failed execution
+        is counted in the ledger and returned, never raised (as for a real StartExecution)."""
+        at = self._advance(now)
+        execution = self.state_machine(state_machine).start_execution(payload, now=at)
+        self.ledger.executions += 1
+        if execution.status != "SUCCEEDED":
+            self.ledger.executions_failed += 1
+        return execution
 
     # -- IoT Core -------------------------------------------------------------------------------------------
     def publish(
@@ -542,7 +576,8 @@ class LocalPipeline:
     # -- EventBridge schedules ------------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[str, datetime, Any]]:
         """Fire every schedule due in (last tick, now], in time order, after delivering the Firehose buffers
-        that were due by then. Returns (function name, fire time, response or the exception after retries)."""
+        that were due by then. Returns (function or state machine name, fire time, response, the exception after
+        retries, or the execution summary of a state machine target)."""
         target = _utc(now) or self.now
         fires = sorted(
             ((t, s) for s in self.schedules for t in s.schedule.fire_times(self._last_tick, target)),
@@ -554,7 +589,11 @@ class LocalPipeline:
             for arn, constant in sched.targets:
                 event = self._schedule_event(sched, at, constant)
                 self.ledger.scheduled_invocations += 1
-                results.append((self.function(arn).name, at, self.invoke_async(arn, event)))
+                if arn in self.state_machines:
+                    execution = self.start_execution(arn, event, now=at)
+                    results.append((self.state_machines[arn].name, at, execution.to_dict()))
+                else:
+                    results.append((self.function(arn).name, at, self.invoke_async(arn, event)))
         self._advance(target)
         self._last_tick = target
         return results
