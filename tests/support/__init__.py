@@ -1,0 +1,1 @@
+"""Test machinery shared by the test directories (not product code): synthesized CDK assemblies."""
