@@ -24,12 +24,12 @@ import base64
 import gzip
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sentinel_core import layout
+from sentinel_core import layout, objects
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import AnomalyGroup
 from sentinel_core.spec import PipelineSpec
@@ -37,6 +37,9 @@ from sentinel_core.spec import PipelineSpec
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+    from sentinel_core.alerts import AlertMessage
 
 DAY = 86400
 GROUP_TTL_DAYS = 90
@@ -125,8 +128,7 @@ def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] 
         obj = s3.get_object(Bucket=bucket, Key=state_key(spec))
     except s3.exceptions.NoSuchKey:
         return None
-    body = obj["Body"].read()
-    data = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)
+    data = json.load(objects.open_text(obj["Body"]))
     if not isinstance(data, dict):
         raise StoreError(f"s3://{bucket}/{state_key(spec)} is not a JSON object")
     return data
@@ -316,6 +318,23 @@ def mark_alert_sent(
     )
 
 
+def publish_once(
+    ddb: DynamoDBClient, sns: SNSClient, table: str, detector_id: str, message: AlertMessage, topic_arn: str
+) -> str:
+    """Publish ``message`` at most once per (``message.group_id``, ``message.interval``): claim, publish, mark.
+
+    Returns what :func:`claim_alert` said: ``ALERT_SENT`` means nothing was published (an earlier attempt did it);
+    ``ALERT_NEW`` or ``ALERT_PENDING`` means it was published now. The one duplicate window is the one
+    :func:`claim_alert` documents: a run dying between SNS accepting the message and :func:`mark_alert_sent`.
+    """
+    status = claim_alert(ddb, table, detector_id, message.group_id, message.interval, message.event_id)
+    if status == ALERT_SENT:
+        return status
+    resp = sns.publish(**message.publish_kwargs(topic_arn))
+    mark_alert_sent(ddb, table, detector_id, message.group_id, message.interval, resp["MessageId"])
+    return status
+
+
 def alert_status(ddb: DynamoDBClient, table: str, detector_id: str, group_id: str, interval: datetime) -> str | None:
     resp = ddb.get_item(TableName=table, Key=_alert_key(detector_id, group_id, interval), ConsistentRead=True)
     return str(from_attr(resp["Item"]["status"])) if "Item" in resp else None
@@ -427,10 +446,3 @@ def mark_feedback_applied(ddb: DynamoDBClient, table: str, fb: Feedback, applied
         return True
     except ddb.exceptions.ConditionalCheckFailedException:
         return False
-
-
-def feedback_counts(feedback: Sequence[Feedback]) -> dict[str, int]:
-    return {
-        "pending": sum(f.status == "pending" for f in feedback),
-        "applied": sum(f.status == "applied" for f in feedback),
-    }

@@ -25,6 +25,7 @@ from sentinel_aws import (
 )
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
+from sentinel_core.environment import ConfigError
 from sentinel_core.spec import get_preset
 
 SPEC = get_preset("air-quality")
@@ -248,11 +249,11 @@ def test_alert_filter_drops_other_locations(env: Env, monkeypatch: pytest.Monkey
 
 
 def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector import app, runner
+    from detector import app
 
     monkeypatch.delenv("DATA_BUCKET")
     app.runtime.cache_clear()
-    with pytest.raises(runner.ConfigError, match="DATA_BUCKET"):
+    with pytest.raises(ConfigError, match="DATA_BUCKET"):
         env.invoke(LIVE)
 
 
