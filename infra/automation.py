@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Arn, ArnComponents, ArnFormat, Duration, Stack
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
+from sentinel_core import environment as env
 
 from infra.alerts import AlertTopic
 from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue
@@ -30,9 +31,9 @@ class Automation(Construct):
                 memory_mb=256,
             ),
             environment={
-                "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
-                "ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-                "DETECTOR_ID": config.detector_id,
+                env.IDEMPOTENCY_TABLE: tables.idempotency.table_name,
+                env.ALERT_TOPIC_ARN: alerts.topic.topic_arn,
+                env.DETECTOR_ID: config.detector_id,
             },
             dead_letter_queue=self.dlq,
         )

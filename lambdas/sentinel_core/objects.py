@@ -2,7 +2,7 @@
 
 * :func:`list_keys` lists every page of a prefix;
 * :func:`open_text` turns any ``read(n)``-able byte stream (a boto3 ``StreamingBody``, a file, ``io.BytesIO``) into
-  text lines: the first two bytes are peeked ONCE to recognise gzip (``1f 8b``, what Firehose writes with GZIP
+  text lines: the first two bytes are sniffed ONCE to recognise gzip (``1f 8b``, what Firehose writes with GZIP
   compression, or a compressed upload), and the body is decompressed and decoded on the fly, so memory stays near
   one read buffer whatever the object's size. A UTF-8 byte-order mark is dropped;
 * :func:`iter_records` reads such lines as JSON lines (what Firehose writes) or as CSV with a header (uploads, read
@@ -41,16 +41,30 @@ class Readable(Protocol):
 
 
 class _Raw(io.RawIOBase):
-    """A raw stream over anything with ``read(n)`` so ``io.BufferedReader`` can peek at it."""
+    """A raw stream over anything with ``read(n)``, whose first bytes can be sniffed before reading starts."""
 
     def __init__(self, body: Readable) -> None:
         self._body = body
+        self._head = b""
 
     def readable(self) -> bool:
         return True
 
+    def sniff(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer at the end of the body), kept to be read again; a body may answer short."""
+        while len(self._head) < n:
+            more = self._body.read(n - len(self._head))
+            if not more:
+                break
+            self._head += more
+        return self._head[:n]
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n], self._head = self._head[:n], self._head[n:]
+            return n
         data = self._body.read(len(view))
         view[: len(data)] = data
         return len(data)
@@ -58,10 +72,10 @@ class _Raw(io.RawIOBase):
 
 def open_binary(body: Readable) -> gzip.GzipFile | io.BufferedReader[_Raw]:
     """The body's bytes, decompressed on the fly when it starts with the gzip magic bytes."""
-    stream = io.BufferedReader(_Raw(body), buffer_size=READ_BUFFER)
-    if stream.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")
-    return stream
+    raw = _Raw(body)
+    compressed = raw.sniff(len(GZIP_MAGIC)) == GZIP_MAGIC
+    stream = io.BufferedReader(raw, buffer_size=READ_BUFFER)
+    return gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
 
 
 def open_text(body: Readable) -> io.TextIOWrapper:
