@@ -1,7 +1,8 @@
 """Alert automation Lambda handler (thin: the work is in ``automation.logic``).
 
-Subscribed to the alert SNS topic. Environment: ``SENTINEL_SPEC``, ``IDEMPOTENCY_TABLE`` (Powertools idempotency,
-key ``id``, TTL ``expiration``), Powertools settings. The account's IoT data endpoint is looked up once per cold
+Subscribed to the alert SNS topic; the event is read as Powertools' ``SNSEvent``. Environment: ``SENTINEL_SPEC``,
+``IDEMPOTENCY_TABLE`` (Powertools idempotency, key ``id``, TTL ``expiration``), Powertools settings (the names:
+``sentinel_core.environment``). The account's IoT data endpoint is looked up once per cold
 start (``iot:DescribeEndpoint``, type ``iot:Data-ATS``). Each command is published at most once per
 (alertEventId, command topic): SNS may deliver an alert twice, Lambda may retry; the device sees one command.
 """

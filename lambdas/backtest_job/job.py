@@ -42,53 +42,28 @@ from sentinel_core.records import Record
 from sentinel_core.spec import PipelineSpec
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sns import SNSClient
+    pass
 
 ERRORS_SUFFIX = ".errors.csv"
 REPORT_SUFFIX = ".report.json"
 MAX_GROUP_ALERTS = 20  # per file: an SMS flood helps nobody; the summary and the report list every group
 MAX_REPORT_GROUPS = 500  # groups listed in the report object: a bounded JSON a person can still open
-REQUIRED_ENV = (env.SENTINEL_SPEC, env.ALERT_TOPIC_ARN, env.ANOMALY_TABLE, env.DETECTOR_ID)
+REQUIRED_ENV = alerts.ALERTING_ENV
 
 logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "backtest-job"), child=True)
 
 
-@dataclass(frozen=True)
-class Settings:
-    spec: PipelineSpec
-    topic_arn: str
-    table: str
-    detector_id: str
-    alert_filter: alerts.AlertFilter = field(default_factory=alerts.AlertFilter)
-    console_base_url: str | None = None
+@dataclass(frozen=True, kw_only=True)
+class Settings(alerts.AlertSettings):
     max_group_alerts: int = MAX_GROUP_ALERTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
-        e = env.Environment.current(environ)
-        e.require(*REQUIRED_ENV)
-        spec = PipelineSpec.from_env(e.values)
-        return cls(
-            spec=spec,
-            topic_arn=e.required(env.ALERT_TOPIC_ARN),
-            table=e.required(env.ANOMALY_TABLE),
-            detector_id=e.required(env.DETECTOR_ID),
-            alert_filter=alerts.AlertFilter.from_env(spec, e.values),
-            console_base_url=e.optional(env.CONSOLE_BASE_URL),
-        )
-
-    def context(self, bucket: str) -> alerts.AlertContext:
-        return alerts.AlertContext.from_topic_arn(self.detector_id, self.topic_arn, bucket, self.console_base_url)
+        return cls.read(env.Environment.current(environ))
 
 
-@dataclass
-class Clients:
-    s3: S3Client
-    ddb: DynamoDBClient
-    sns: SNSClient
+Clients = store.Clients
 
 
 @dataclass
@@ -194,7 +169,7 @@ def publish(
     report_from: datetime,
 ) -> None:
     spec = settings.spec
-    ctx = settings.context(bucket)
+    ctx = settings.alert_context(bucket)
 
     def once(message: alerts.AlertMessage) -> None:
         status = store.publish_once(

@@ -43,9 +43,7 @@ from sentinel_core.records import Record, parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sns import SNSClient
 
 logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "detector"), child=True)
 
@@ -55,21 +53,15 @@ MAX_BACKLOG = 2880  # ten such runs; older intervals are skipped (logged) rather
 CHECKPOINT_EVERY = 48
 LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late objects
 # What :meth:`Settings.from_env` requires (the handler adds its idempotency table).
-REQUIRED_ENV = (env.SENTINEL_SPEC, env.DATA_BUCKET, env.ALERT_TOPIC_ARN, env.ANOMALY_TABLE, env.DETECTOR_ID)
+REQUIRED_ENV = (*alerts.ALERTING_ENV, env.DATA_BUCKET)
 # Without SCHEDULE_OFFSET_SECONDS an interval is read as soon as it closes (the stack always sets it).
 DEFAULT_OFFSET_SECONDS = 0
 
 
-@dataclass(frozen=True)
-class Settings:
-    spec: PipelineSpec
+@dataclass(frozen=True, kw_only=True)
+class Settings(alerts.AlertSettings):
     bucket: str
-    topic_arn: str
-    table: str
-    detector_id: str
-    offset_seconds: int = 0
-    alert_filter: alerts.AlertFilter = field(default_factory=alerts.AlertFilter)
-    console_base_url: str | None = None
+    offset_seconds: int = DEFAULT_OFFSET_SECONDS
     max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
     max_backlog: int = MAX_BACKLOG
 
@@ -78,31 +70,18 @@ class Settings:
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
         e = env.Environment.current(environ)
         e.require(*REQUIRED_ENV)
-        spec = PipelineSpec.from_env(e.values)
-        return cls(
-            spec=spec,
+        return cls.read(
+            e,
             bucket=e.required(env.DATA_BUCKET),
-            topic_arn=e.required(env.ALERT_TOPIC_ARN),
-            table=e.required(env.ANOMALY_TABLE),
-            detector_id=e.required(env.DETECTOR_ID),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
-            alert_filter=alerts.AlertFilter.from_env(spec, e.values),
-            console_base_url=e.optional(env.CONSOLE_BASE_URL),
         )
 
     @property
     def step(self) -> int:
         return interval_seconds(self.spec.interval)
 
-    def alert_context(self) -> alerts.AlertContext:
-        return alerts.AlertContext.from_topic_arn(self.detector_id, self.topic_arn, self.bucket, self.console_base_url)
 
-
-@dataclass
-class Clients:
-    s3: S3Client
-    ddb: DynamoDBClient
-    sns: SNSClient
+Clients = store.Clients
 
 
 @dataclass
@@ -326,7 +305,7 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
 def publish_alerts(
     clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
 ) -> None:
-    ctx = settings.alert_context()
+    ctx = settings.alert_context(settings.bucket)
     for group in found:
         if not alerts.should_alert(group, settings.spec, start):
             continue

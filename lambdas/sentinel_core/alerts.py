@@ -29,11 +29,20 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from sentinel_core import layout
-from sentinel_core.environment import ALERT_FILTER, ConfigError, Environment
+from sentinel_core.environment import (
+    ALERT_FILTER,
+    ALERT_TOPIC_ARN,
+    ANOMALY_TABLE,
+    CONSOLE_BASE_URL,
+    DETECTOR_ID,
+    SENTINEL_SPEC,
+    ConfigError,
+    Environment,
+)
 from sentinel_core.intervals import interval_seconds, to_utc
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore
 from sentinel_core.spec import PipelineSpec
@@ -195,6 +204,42 @@ class AlertContext:
             f"{self.console_base_url}/s3/buckets/{quote(self.bucket)}"
             f"?region={quote(self.region)}&prefix={quote(prefix, safe='')}&showversions=false"
         )
+
+
+# What every function that stores groups and publishes alerts needs (the detector, the backtest job).
+ALERTING_ENV = (SENTINEL_SPEC, ALERT_TOPIC_ARN, ANOMALY_TABLE, DETECTOR_ID)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The settings of an alerting function, read from its environment (``ALERTING_ENV`` plus the optional
+    ``ALERT_FILTER`` and ``CONSOLE_BASE_URL``). Functions with more settings subclass it with keyword-only fields."""
+
+    spec: PipelineSpec
+    topic_arn: str
+    table: str
+    detector_id: str
+    alert_filter: AlertFilter = field(default_factory=AlertFilter)  # no filter: every group alerts
+    console_base_url: str | None = None  # None: the public S3 console (DEFAULT_CONSOLE_BASE)
+
+    @classmethod
+    def read(cls, environ: Environment, **extra: Any) -> Self:
+        """``cls`` from ``environ`` (a ``ConfigError`` names each missing variable); ``extra`` fills a subclass's
+        own fields."""
+        environ.require(*ALERTING_ENV)
+        spec = PipelineSpec.from_env(environ.values)
+        return cls(
+            spec=spec,
+            topic_arn=environ.required(ALERT_TOPIC_ARN),
+            table=environ.required(ANOMALY_TABLE),
+            detector_id=environ.required(DETECTOR_ID),
+            alert_filter=AlertFilter.from_env(spec, environ.values),
+            console_base_url=environ.optional(CONSOLE_BASE_URL),
+            **extra,
+        )
+
+    def alert_context(self, bucket: str) -> AlertContext:
+        return AlertContext.from_topic_arn(self.detector_id, self.topic_arn, bucket, self.console_base_url)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -537,6 +582,16 @@ MAX_SUMMARY_JSON_GROUPS = 50  # groups in the summary JSON: keeps the publish fa
 BACKTEST_SUMMARY_TYPE = "backtestSummary"  # the ``type`` of its ``default`` JSON (consumers tell it from alerts)
 
 
+def _shorten_sms(line: str, name: str) -> str:
+    """``line`` within ``SMS_LIMIT``: cut, then the file's name (itself cut to half the SMS at most)."""
+    if len(line) <= SMS_LIMIT:
+        return line
+    half = SMS_LIMIT // 2
+    shown = name if len(name) <= half - 6 else name[: half - 7] + "~"
+    suffix = f"... ({shown})"
+    return line[: SMS_LIMIT - len(suffix)] + suffix
+
+
 @dataclass(frozen=True)
 class BacktestFacts:
     """What the backtest job learned about one uploaded file (``ctx.bucket`` holds it), for its summary alert."""
@@ -568,7 +623,7 @@ def render_backtest_summary(
     the groups, a JSON ``default`` of ``type`` ``backtestSummary``; ``summary_id`` is its ledger id and event id."""
     line = summary_alert(groups, spec)
     name = facts.key.rsplit("/", 1)[-1]
-    sms = f"{line[: SMS_LIMIT - len(name) - 4]}... ({name})" if len(line) > SMS_LIMIT else line
+    sms = _shorten_sms(line, name)
     ranked = sorted(groups, key=lambda g: (-g.score, g.start, g.group_id))
     at_threshold = sum(1 for g in groups if g.score >= spec.severity_threshold)
     s3 = f"s3://{ctx.bucket}"

@@ -20,7 +20,16 @@ T = datetime(2022, 3, 20, 12, 0, tzinfo=UTC)
 
 
 def cfg(**kw: int) -> runner.Settings:
-    return runner.Settings(AQ, "b", "arn:aws:sns:eu-west-1:123456789012:t", "tbl", "det", 120, AlertFilter(), **kw)
+    return runner.Settings(
+        spec=AQ,
+        bucket="b",
+        topic_arn="arn:aws:sns:eu-west-1:123456789012:t",
+        table="tbl",
+        detector_id="det",
+        offset_seconds=120,
+        alert_filter=AlertFilter(),
+        **kw,
+    )
 
 
 GOOD = b'{"TIMESTAMP": "2022-03-20 12:01:00", "LOCATION_ID": "B-101", "CO": 2.6, "SO2": 62, "NO2": 57}\n'
