@@ -2,8 +2,9 @@
 reader and one error.
 
 Every name a handler reads is a constant here and nowhere else; ``infra/`` imports them to build each function's
-``environment``, so a rename cannot leave the stack and the handlers disagreeing (``tests/infra/test_environment.py``
-checks both directions on the synthesized template). Standard library only.
+``environment``, so a rename cannot leave the stack and the handlers disagreeing
+(``tests/infra/test_lambda_environment.py`` checks both directions on the synthesized templates). Each handler
+states what its cold start requires as ``REQUIRED_ENV``. Standard library only.
 """
 
 from __future__ import annotations
