@@ -55,7 +55,6 @@ _DETECTOR_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 
 
-
 @dataclass(frozen=True)
 class ContextKey:
     """One context key: the type it takes and its default as the README's deploy table shows them."""
