@@ -26,10 +26,10 @@ from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import PipelineSpec
 
-from local_aws import LocalPipeline
-from simulator.demo_run import fresh_lambda_modules
+from local_aws import LocalPipeline, clear_cold_start_caches
 
 pytestmark = pytest.mark.slow
+HANDLERS = ("transform", "detector", "automation")  # the handler packages of the air-quality stack
 
 STEP = timedelta(minutes=5)
 LIVE = datetime(2026, 3, 23, 12, 0, tzinfo=UTC)  # first live interval
@@ -144,10 +144,10 @@ class Harness:
 
 @pytest.fixture
 def h(assembly: Path) -> Iterator[Harness]:
-    fresh_lambda_modules()  # handlers cache clients and settings per process: every test starts clean
+    clear_cold_start_caches(HANDLERS)  # handlers cache clients and settings per process: every test starts clean
     with LocalPipeline.from_assembly(assembly) as pipe:
         yield Harness(pipe)
-    fresh_lambda_modules()
+    clear_cold_start_caches(HANDLERS)
 
 
 def loaded(module: str) -> Any:

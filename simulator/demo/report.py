@@ -1,4 +1,4 @@
-"""The demo's HTML report: one self-contained file (inline PNG plots, inline CSS) that opens offline.
+"""The demo's HTML report (every preset's): one self-contained file (inline PNG plots, inline CSS) that opens offline.
 
 The report is built from plain data (:class:`ReportData`) so it can be rendered and tested without running the
 pipeline. Plots use matplotlib's Agg backend (no display needed); PNGs are written without a timestamp, so the same
@@ -122,7 +122,8 @@ class PrefixCount:
 
 @dataclass(frozen=True)
 class ErrorEntry:
-    """A record Firehose wrote to the error prefix, with the reason it was rejected."""
+    """A rejected record (Firehose's error prefix, an IoT rule error, a backtest's per-row error report) with the
+    reason."""
 
     key: str
     reason: str
@@ -369,6 +370,15 @@ details{margin:4px 0}summary{cursor:pointer;color:#0b5cad}
 """
 
 
+def format_delay(minutes: float) -> str:
+    """A time to detect in the unit that reads well: minutes for the streamed presets, days for daily data."""
+    if abs(minutes) >= 2 * 24 * 60:
+        return f"{minutes / (24 * 60):.0f} d"
+    if abs(minutes) >= 3 * 60:
+        return f"{minutes / 60:.0f} h"
+    return f"{minutes:.0f} min"
+
+
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -389,7 +399,7 @@ def _detections_html(rows: Sequence[DetectionRow]) -> str:
             found, delay, sev = '<span class="miss">missed</span>', "–", "–"
         else:
             found = f'<span class="ok">yes</span>, alert at {_e(_fmt_ts(r.detected_at))}'
-            delay = f"{r.minutes_to_detect:.0f} min"
+            delay = format_delay(r.minutes_to_detect) if r.minutes_to_detect is not None else "–"
             sev = f"{r.severity:.0f}" if r.severity is not None else "–"
         out.append(
             f"<tr><td>{_e(r.series)}</td><td>{_e(r.kind)} {r.magnitude:+.0%}</td>"
@@ -422,7 +432,7 @@ def _alerts_html(alerts: Sequence[AlertEntry]) -> str:
 def _errors_html(errors: Sequence[ErrorEntry]) -> str:
     if not errors:
         return "<p>No record was rejected.</p>"
-    out = ["<table><tr><th>Reason</th><th>Payload the device sent</th><th>Object in the error prefix</th></tr>"]
+    out = ["<table><tr><th>Reason</th><th>Record as the source sent it</th><th>Where it is kept</th></tr>"]
     for err in errors:
         out.append(
             f"<tr><td>{_e(err.reason)}</td><td><code>{_e(err.payload)}</code></td><td><code>{_e(err.key)}</code></td></tr>"
@@ -474,12 +484,13 @@ def render_html(data: ReportData) -> str:
 <p class="sub">One plot per series with an injected or detected anomaly. Top: the interval values and the band the
 detector expected (learned from the history and the live data before each point). Bottom: the severity (0-100) of
 every interval; an alert is sent at or above the threshold. The grey part on the left is the end of the uploaded history
-(the detector learned from it; no alerts there), the rest is the live stream.</p>
+(the detector learned from it; no alerts there), the rest is the live part (streamed, or the share of an upload the
+backtest reports on).</p>
 {legend}
 {panels}
 <h2>Alerts as recipients received them</h2>
 {_alerts_html(data.alerts)}
-<h2>Rejected records (error prefix)</h2>
+<h2>Rejected records (error output)</h2>
 {_errors_html(data.errors)}
 <h2>What the pipeline wrote to S3</h2>
 <pre>{_e(render_tree(data.bucket, data.s3_tree))}</pre>
