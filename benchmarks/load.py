@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import random
 import resource
 import sys

@@ -28,7 +28,7 @@ from sentinel_core.spec import SpecError
 
 from simulator.cli import app
 from simulator.demo import PRESET_DEFAULTS, DemoError, DemoOptions, DemoResult, ReceivedAlert, run_demo
-from simulator.demo.report import format_delay
+from simulator.demo.result import format_delay
 
 
 class RichObserver:
@@ -156,7 +156,7 @@ def detections_table(result: DemoResult) -> Table:
                 f"{d.kind} {d.magnitude:+.0%}",
                 window,
                 f"[green]yes[/] {d.detected_at:{until}}",
-                format_delay(d.minutes_to_detect),
+                format_delay(d.minutes_to_detect, daily),
                 f"{d.severity:.0f}" if d.severity is not None else "–",
             )
     return table
@@ -265,11 +265,14 @@ def demo(
         console.print(f"[yellow]note:[/] {note}")
     for failure in result.failures:
         console.print(f"[red]pipeline failure:[/] {failure}")
-    live = "live data" if preset != "loyalty" else "until the upload"
+    fed = (
+        f"{options.days:g} d of daily points uploaded {options.hours:g} h after the last day"
+        if preset == "loyalty"
+        else f"{options.days:g} d of history + {options.hours:g} h of live data"
+    )
     console.print(
         f"\nReport: [bold]{result.report_path}[/] ({len(result.panels)} plots) · alerts: {result.alerts_path} · "
-        f"Lambda logs: {result.log_path} · took {time.monotonic() - t0:.0f} s for "
-        f"{options.days:g} d of history + {options.hours:g} h of {live} in simulated time"
+        f"Lambda logs: {result.log_path} · took {time.monotonic() - t0:.0f} s for {fed} in simulated time"
     )
     if result.failures:
         raise typer.Exit(1)

@@ -179,7 +179,7 @@ def _run(
             ("bad rows", str(summary.bad_rows)),
             ("severity threshold", f"{spec.severity_threshold:g}"),
         ],
-        summary=scoring.summary_cards(counts, detections, false_alerts, SOURCE),
+        summary=scoring.summary_cards(counts, detections, false_alerts, SOURCE, daily=step >= 86_400),
         detections=detections,
         panels=panels,
         alerts=[readback.alert_entry(a) for a in alerts],
@@ -196,6 +196,7 @@ def _run(
             f"topic); the job's own report: s3://{bucket}/{key}.report.json.",
         ],
         notes=notes,
+        daily=step >= 86_400,
     )
     report_path = report.write_report(data, out / "report.html")
     readback.write_alerts(out / "alerts.jsonl", alerts)

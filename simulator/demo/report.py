@@ -24,6 +24,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.colors import Normalize
 
+from simulator.demo.result import format_delay
+
 SEVERITY_CMAP = "YlOrRd"
 _num = cast(Callable[[datetime], float], mdates.date2num)  # matplotlib's date2num is untyped
 
@@ -144,6 +146,7 @@ class ReportData:
     errors: list[ErrorEntry]
     flow: list[str] = field(default_factory=list)  # the path the data took, one step per line
     notes: list[str] = field(default_factory=list)
+    daily: bool = False  # daily data: times to detect in days, windows as dates
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -370,15 +373,6 @@ details{margin:4px 0}summary{cursor:pointer;color:#0b5cad}
 """
 
 
-def format_delay(minutes: float) -> str:
-    """A time to detect in the unit that reads well: minutes for the streamed presets, days for daily data."""
-    if abs(minutes) >= 2 * 24 * 60:
-        return f"{minutes / (24 * 60):.0f} d"
-    if abs(minutes) >= 3 * 60:
-        return f"{minutes / 60:.0f} h"
-    return f"{minutes:.0f} min"
-
-
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -387,7 +381,7 @@ def _fmt_ts(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%d %H:%M")
 
 
-def _detections_html(rows: Sequence[DetectionRow]) -> str:
+def _detections_html(rows: Sequence[DetectionRow], daily: bool = False) -> str:
     if not rows:
         return "<p>No anomaly was injected in this run.</p>"
     out = [
@@ -399,7 +393,7 @@ def _detections_html(rows: Sequence[DetectionRow]) -> str:
             found, delay, sev = '<span class="miss">missed</span>', "–", "–"
         else:
             found = f'<span class="ok">yes</span>, alert at {_e(_fmt_ts(r.detected_at))}'
-            delay = format_delay(r.minutes_to_detect) if r.minutes_to_detect is not None else "–"
+            delay = format_delay(r.minutes_to_detect, daily) if r.minutes_to_detect is not None else "–"
             sev = f"{r.severity:.0f}" if r.severity is not None else "–"
         out.append(
             f"<tr><td>{_e(r.series)}</td><td>{_e(r.kind)} {r.magnitude:+.0%}</td>"
@@ -479,7 +473,7 @@ def render_html(data: ReportData) -> str:
 <p class="sub">{params}</p>
 <div class="cards">{cards}</div>
 <h2>Injected anomalies vs detected</h2>
-{_detections_html(data.detections)}
+{_detections_html(data.detections, data.daily)}
 <h2>Affected series</h2>
 <p class="sub">One plot per series with an injected or detected anomaly. Top: the interval values and the band the
 detector expected (learned from the history and the live data before each point). Bottom: the severity (0-100) of

@@ -7,7 +7,7 @@ they are resolved in one place, :data:`PRESET_DEFAULTS`, each with its reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 DEFAULT_START = datetime(2026, 3, 19, tzinfo=UTC)
 DEMO_EMAIL = "oncall@example.com"
 DEMO_PHONE = "+15555550123"
+
+
+def format_delay(minutes: float, daily: bool = False) -> str:
+    """A time to detect in the unit that reads well: minutes for the streamed presets, days for daily data."""
+    if daily or abs(minutes) >= 2 * 24 * 60:
+        return f"{minutes / (24 * 60):.0f} d"
+    if abs(minutes) >= 3 * 60:
+        return f"{minutes / 60:.0f} h"
+    return f"{minutes:.0f} min"
 
 
 class DemoError(RuntimeError):
@@ -93,7 +102,9 @@ class DemoOptions:
     anomalies: int | None = 4  # injected anomaly events; None: the preset's generator decides
     out: Path = Path("out/demo")
     start: datetime = DEFAULT_START  # start of the live part (UTC)
-    malformed: bool = True  # also send a few malformed records / rows (the error paths)
+    # The error paths: air-quality sends three faulty device messages, loyalty appends one bad row of each kind the
+    # per-row report knows; ecommerce's page views come from a web tier that validates them (none sent).
+    malformed: bool = True
     synth_dir: Path | None = None  # cloud assembly to (re)use; default <out>/cdk.out
 
     @classmethod
@@ -121,9 +132,6 @@ class DemoOptions:
             start=d.start if start is None else start,
             **given,
         )
-
-    def with_out(self, out: Path) -> DemoOptions:
-        return replace(self, out=out)
 
     def validate(self) -> None:
         if self.preset not in PRESET_DEFAULTS:

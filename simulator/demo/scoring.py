@@ -17,7 +17,7 @@ from sentinel_core.spec import PipelineSpec
 
 from simulator import datagen
 from simulator.demo import report
-from simulator.demo.result import Counts, ReceivedAlert
+from simulator.demo.result import Counts, ReceivedAlert, format_delay
 
 # An alert this many intervals after an injected window still counts for it: the detector may need a couple of
 # intervals to be sure of a drift, and a shift's first interval can be scored just under the threshold.
@@ -155,7 +155,7 @@ def build_panels(
 
 
 def summary_cards(
-    counts: Counts, detections: Sequence[report.DetectionRow], false_alerts: int, source: str
+    counts: Counts, detections: Sequence[report.DetectionRow], false_alerts: int, source: str, daily: bool = False
 ) -> list[tuple[str, str]]:
     found = sum(1 for d in detections if d.detected_at is not None)
     delays = [d.minutes_to_detect for d in detections if d.minutes_to_detect is not None]
@@ -168,7 +168,7 @@ def summary_cards(
         ("intervals scored", f"{counts.intervals_scored:,}"),
         ("alerts sent", f"{counts.alerts:,}"),
         ("injected anomalies detected", f"{found} / {len(detections)}"),
-        ("median time to detect", report.format_delay(median) if median is not None else "–"),
+        ("median time to detect", format_delay(median, daily) if median is not None else "–"),
         ("alerts outside injected windows", f"{false_alerts:,}"),
         ("commands sent to devices", f"{counts.commands:,}"),
     ]
