@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,13 @@ class FakeLambdaContext:
 
 
 @contextlib.contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set ``variables`` in ``os.environ`` for the duration of a call, then restore exactly."""
-    saved = {k: os.environ.get(k) for k in variables}
+def environment(variables: Mapping[str, str], remove: Iterable[str] = ()) -> Iterator[None]:
+    """Set ``variables`` (and unset ``remove``) in ``os.environ`` for the duration of a call, then restore exactly."""
+    removed = tuple(remove)
+    saved = {k: os.environ.get(k) for k in (*variables, *removed)}
     os.environ.update({k: str(v) for k, v in variables.items()})
+    for k in removed:
+        os.environ.pop(k, None)
     try:
         yield
     finally:

@@ -15,11 +15,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
 
+from local_aws.functions import environment
 from local_aws.pipeline import LocalPipeline
 from local_aws.template import ACCOUNT, REGION
 
@@ -32,23 +32,10 @@ _REMOVED = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN")
 ACCOUNT_IOT_ENDPOINT = r"https?://[a-z0-9]+-ats\.iot\.(.+)\.amazonaws\.com"
 
 
-@contextlib.contextmanager
-def offline_environment(region: str = REGION) -> Iterator[None]:
+def offline_environment(region: str = REGION) -> contextlib.AbstractContextManager[None]:
     """Fake credentials and ``region`` in ``os.environ`` for the duration, then restored exactly."""
     values = {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
-    values["POWERTOOLS_TRACE_DISABLED"] = "true"
-    saved = {k: os.environ.get(k) for k in (*values, *_REMOVED)}
-    os.environ.update(values)
-    for k in _REMOVED:
-        os.environ.pop(k, None)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return environment({**values, "POWERTOOLS_TRACE_DISABLED": "true"}, remove=_REMOVED)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
@@ -26,9 +26,11 @@ from sentinel_core.intervals import interval_seconds, to_utc
 from sentinel_core.records import parse_timestamp
 from sentinel_core.spec import SpecError
 
-from simulator.cli import app
-from simulator.demo import PRESET_DEFAULTS, DemoError, DemoOptions, DemoResult, ReceivedAlert, run_demo
-from simulator.demo.result import format_delay
+from simulator.demo.result import PRESET_DEFAULTS, format_delay  # light: the options and result model only
+from simulator.errors import OperationError, UsageError
+
+if TYPE_CHECKING:  # the demo machinery loads moto, matplotlib and the CDK app: imported when the demo runs
+    from simulator.demo import DemoResult, ReceivedAlert
 
 
 class RichObserver:
@@ -176,7 +178,6 @@ def _defaults(field: str) -> str:
     return ", ".join(f"{p} {getattr(d, field)}" for p, d in PRESET_DEFAULTS.items())
 
 
-@app.command()
 def demo(
     preset: Annotated[
         str,
@@ -237,13 +238,15 @@ def demo(
     OUT/report.html (plots of the affected series, alerts, the S3 layout) and OUT/alerts.jsonl. Exits 1 when the
     pipeline itself failed (records lost, the upload rejected), 2 when the demo cannot run.
     """
+    from simulator.demo import DemoError, DemoOptions, run_demo
+
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
     live_start = None
     if start is not None:
         try:
             live_start = to_utc(parse_timestamp(start))
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--start") from None
+            raise UsageError(f"--start: {exc}") from None
     t0 = time.monotonic()
     try:
         options = DemoOptions.for_preset(
@@ -254,8 +257,7 @@ def demo(
         with RichObserver(console, show_email=emails) as observer:
             result = run_demo(options, observer)
     except (DemoError, SpecError) as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(f"demo failed: {exc}") from None
     console.print()
     console.print(detections_table(result))
     if result.errors:
@@ -263,8 +265,6 @@ def demo(
     console.print(summary_table(result))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
-    for failure in result.failures:
-        console.print(f"[red]pipeline failure:[/] {failure}")
     fed = (
         f"{options.days:g} d of daily points uploaded {options.hours:g} h after the last day"
         if preset == "loyalty"
@@ -275,4 +275,4 @@ def demo(
         f"Lambda logs: {result.log_path} · took {time.monotonic() - t0:.0f} s for {fed} in simulated time"
     )
     if result.failures:
-        raise typer.Exit(1)
+        raise OperationError("the pipeline failed: " + "; ".join(result.failures))

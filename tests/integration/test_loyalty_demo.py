@@ -24,14 +24,13 @@ DAYS, STORES = 240, 6
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, int, str]:
     """(out, exit code, output) of one CLI run; the stack's assembly comes from pytest's cache when current."""
-    from simulator.cli import _register, app
+    from simulator.cli import app
 
     out = tmp_path_factory.mktemp("loyalty-demo")
     if request.config.cache is not None:  # the demo's own stamp check decides whether the cached one is current
         cached = Path(str(request.config.cache.mkdir("demo-cdk-out-loyalty")))
         load_pipeline(get_preset("loyalty"), cached)
         shutil.copytree(cached, out / "cdk.out")
-    _register()
     args = ["demo", "--preset", "loyalty", "--days", str(DAYS), "--locations", str(STORES), "--out", str(out)]
     res = CliRunner().invoke(app, args, terminal_width=200)
     return out, res.exit_code, res.output
