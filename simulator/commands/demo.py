@@ -22,10 +22,10 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sentinel_core.intervals import interval_seconds, to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import interval_seconds
 from sentinel_core.spec import SpecError
 
+from simulator.commands.options import parse_start
 from simulator.demo.result import PRESET_DEFAULTS, format_delay  # light: the options and result model only
 from simulator.errors import OperationError, UsageError
 
@@ -241,12 +241,7 @@ def demo(
     from simulator.demo import DemoError, DemoOptions, run_demo
 
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
-    live_start = None
-    if start is not None:
-        try:
-            live_start = to_utc(parse_timestamp(start))
-        except ValueError as exc:
-            raise UsageError(f"--start: {exc}") from None
+    live_start = parse_start(start)
     t0 = time.monotonic()
     try:
         options = DemoOptions.for_preset(

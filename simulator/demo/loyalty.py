@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sentinel_core import csv_input, layout, store
+from sentinel_core import csv_input, environment, layout, store
 from sentinel_core.intervals import interval_seconds, to_utc
 from sentinel_core.model import AnomalyGroup
 from sentinel_core.spec import PipelineSpec
@@ -79,7 +79,7 @@ def _run(
         notes.append("Not played locally: " + ", ".join(pipeline.unsupported))
     bucket = pipeline.data_bucket
     env = pipeline.env_of("backtest_job")
-    topic_arn = env["ALERT_TOPIC_ARN"]
+    topic_arn = env[environment.ALERT_TOPIC_ARN]
     feed = readback.AlertFeed(pipeline, topic_arn, readback.people(pipeline.client("sns"), topic_arn))
     s3 = pipeline.client("s3")
 
@@ -114,7 +114,8 @@ def _run(
     job: dict[str, Any] = json.loads(readback.read_text(s3, bucket, key + ".report.json"))
     errors_key = job.get("errors_key")
     error_rows = list(csv.DictReader(io.StringIO(readback.read_text(s3, bucket, errors_key)))) if errors_key else []
-    groups = store.list_groups(pipeline.client("dynamodb"), env["ANOMALY_TABLE"], env["DETECTOR_ID"], GROUP_LIMIT)
+    table, detector_id = env[environment.ANOMALY_TABLE], env[environment.DETECTOR_ID]
+    groups = store.list_groups(pipeline.client("dynamodb"), table, detector_id, GROUP_LIMIT)
     objects = readback.list_objects(s3, bucket)
 
     counts = Counts(

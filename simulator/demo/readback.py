@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sentinel_core import layout
+from sentinel_core import layout, objects
 from sentinel_core.records import Record, validate
 from sentinel_core.spec import PipelineSpec
 
@@ -95,10 +94,9 @@ def list_objects(s3: Any, bucket: str, prefix: str = "") -> list[tuple[str, int]
 
 
 def read_text(s3: Any, bucket: str, key: str) -> str:
-    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    return body.decode("utf-8")
+    """The whole object as text, gzip or plain (``sentinel_core.objects``: the Lambdas' one object reader)."""
+    with objects.get_text(s3, bucket, key) as text:
+        return text.read()
 
 
 def lines(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sentinel_core import store
+from sentinel_core import environment, store
 from sentinel_core.intervals import interval_seconds
 from sentinel_core.records import Record
 from sentinel_core.spec import PipelineSpec
@@ -42,8 +42,8 @@ class Stream:
 
     def __post_init__(self) -> None:
         env = self.pipeline.env_of("detector")
-        self.topic_arn = env["ALERT_TOPIC_ARN"]
-        self.offset = int(env.get("SCHEDULE_OFFSET_SECONDS", "0") or 0)
+        self.topic_arn = env[environment.ALERT_TOPIC_ARN]
+        self.offset = int(env.get(environment.SCHEDULE_OFFSET_SECONDS, "0") or 0)
         self.step = interval_seconds(self.spec.interval)
         self.bucket = self.pipeline.data_bucket
         self.s3 = self.pipeline.client("s3")
