@@ -36,6 +36,7 @@ from simulator.demo.result import (
 if TYPE_CHECKING:
     from local_aws import LocalPipeline
 
+# A preset's run: inside the demo's session, on the started pipeline; returns what it found.
 Runner = Callable[[DemoOptions, PipelineSpec, "LocalPipeline", bool, Observer], DemoResult]
 
 
@@ -57,6 +58,7 @@ def _runner(preset: str) -> Runner:
 
 def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResult:
     """Run the demo of ``options.preset``; the Lambdas' logs go to ``<out>/lambda-logs.jsonl``."""
+    from simulator.demo.session import demo_session
     from simulator.demo.synth import load_pipeline
 
     options.validate()
@@ -70,7 +72,9 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
         ("Synthesized" if synthesized else "Reused the synthesized")
         + f" stack {pipeline.template.stack_name}: {len(pipeline.template.resources)} resources"
     )
-    return run(options, spec, pipeline, synthesized, obs)
+    obs.phase("Creating the stack's resources in moto (from the template)")
+    with demo_session(pipeline, options.out):  # local_aws.offline + the Lambdas' logs to <out>/lambda-logs.jsonl
+        return run(options, spec, pipeline, synthesized, obs)
 
 
 __all__ = [

@@ -26,7 +26,6 @@ from local_aws import LocalPipeline
 from simulator import datagen
 from simulator.demo.readback import lines
 from simulator.demo.result import PRESET_DEFAULTS, DemoError, DemoOptions, DemoResult, Observer
-from simulator.demo.session import demo_session
 from simulator.demo.streamed import Stream, fmt
 
 KIND_CYCLE: tuple[datagen.AnomalyKind, ...] = ("spike", "shift", "drift")
@@ -127,15 +126,6 @@ def flow_steps(spec: PipelineSpec, pipeline: LocalPipeline, bucket: str, offset:
 def run(
     options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
 ) -> DemoResult:
-    """The air-quality demo on ``pipeline`` (synthesized for ``spec``); the Lambdas' logs go to the run's file."""
-    obs.phase("Creating the stack's resources in moto (from the template)")
-    with demo_session(pipeline, options.out):
-        return _run(options, spec, pipeline, synthesized, obs)
-
-
-def _run(
-    options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
-) -> DemoResult:
     out = options.out
     step = interval_seconds(spec.interval)
     live0 = floor_to_interval(options.start, step)
@@ -207,7 +197,6 @@ def _run(
         labels,
         live0,
         live1,
-        title=f"Metric Sentinel — offline demo ({spec.preset})",
         subtitle=(
             f"{spec.description}. {len(ents)} locations, {options.days:g} days of history, then "
             f"{len(intervals)} live intervals ({fmt(live0)} → {fmt(live1)} UTC, simulated time) streamed through "

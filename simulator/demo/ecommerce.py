@@ -25,7 +25,6 @@ from sentinel_core.spec import PipelineSpec
 from local_aws import LocalKinesis, LocalPipeline
 from simulator import datagen
 from simulator.demo.result import PRESET_DEFAULTS, DemoError, DemoOptions, DemoResult, Observer
-from simulator.demo.session import demo_session
 from simulator.demo.streamed import Stream, fmt
 from simulator.streaming import KinesisSender, broken_checkout, event_arrival, page_view_events
 
@@ -81,14 +80,6 @@ def flow_steps(spec: PipelineSpec, stream: str, bucket: str, offset: int) -> lis
 def run(
     options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
 ) -> DemoResult:
-    obs.phase("Creating the stack's resources in moto (from the template)")
-    with demo_session(pipeline, options.out):
-        return _run(options, spec, pipeline, synthesized, obs)
-
-
-def _run(
-    options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
-) -> DemoResult:
     step = interval_seconds(spec.interval)
     live0 = floor_to_interval(options.start, step)
     live1 = live0 + timedelta(seconds=max(1, round(options.hours * 3600 / step)) * step)
@@ -142,7 +133,6 @@ def _run(
         labels,
         live0,
         live1,
-        title=f"Metric Sentinel — offline demo ({spec.preset})",
         subtitle=(
             f"{spec.description}. {len(ents)} page type x platform x marketplace combinations, {options.days:g} days "
             f"of history, then {len(intervals)} live intervals ({fmt(live0)} → {fmt(live1)} UTC, simulated time) of "

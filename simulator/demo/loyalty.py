@@ -28,7 +28,6 @@ from local_aws import LocalPipeline
 from simulator import datagen
 from simulator.demo import readback, report, scoring
 from simulator.demo.result import Counts, DemoError, DemoOptions, DemoResult, Observer
-from simulator.demo.session import demo_session
 from simulator.uploads import BAD_ROW_EXAMPLES, generate_upload
 
 SOURCE = "CSV rows uploaded"
@@ -47,29 +46,12 @@ def match_groups(
             g for g in groups if lab.series_id in g.series_ids and g.start <= lab.end + grace and g.end >= lab.start
         ]
         best = max(hits, key=lambda g: g.score) if hits else None
-        rows.append(
-            report.DetectionRow(
-                series=lab.series.label,
-                kind=lab.kind,
-                start=lab.start,
-                end=lab.end,
-                magnitude=lab.magnitude,
-                detected_at=to_utc(best.start) if best else None,  # where the reported group begins
-                severity=best.score if best else None,
-            )
-        )
+        # detected at: where the reported group begins
+        rows.append(scoring.detection_row(lab, to_utc(best.start) if best else None, best.score if best else None))
     return rows
 
 
 def run(
-    options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
-) -> DemoResult:
-    obs.phase("Creating the stack's resources in moto (from the template)")
-    with demo_session(pipeline, options.out):
-        return _run(options, spec, pipeline, synthesized, obs)
-
-
-def _run(
     options: DemoOptions, spec: PipelineSpec, pipeline: LocalPipeline, synthesized: bool, obs: Observer
 ) -> DemoResult:
     out = options.out
@@ -164,7 +146,7 @@ def _run(
     panels = scoring.build_panels(spec, summary.labels, group_alerts, scores, step, report_start)
 
     data = report.ReportData(
-        title=f"Metric Sentinel — offline demo ({spec.preset})",
+        title=report.title(spec.preset),
         subtitle=(
             f"{spec.description}. {len(summary.entities)} stores, {options.days:g} days of daily points "
             f"({summary.start:%Y-%m-%d} → {summary.end:%Y-%m-%d}) in one CSV uploaded to s3://{bucket}/{key} at "

@@ -495,6 +495,10 @@ backtest reports on).</p>
 """
 
 
+def title(preset: str) -> str:
+    return f"Metric Sentinel — offline demo ({preset})"
+
+
 def write_report(data: ReportData, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data), encoding="utf-8")

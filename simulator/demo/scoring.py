@@ -63,6 +63,10 @@ def last_interval(state: dict[str, Any]) -> datetime | None:
     return to_utc(last) if last is not None else None
 
 
+def detection_row(lab: datagen.Label, detected_at: datetime | None, severity: float | None) -> report.DetectionRow:
+    return report.DetectionRow(lab.series.label, lab.kind, lab.start, lab.end, lab.magnitude, detected_at, severity)
+
+
 def match_detections(
     labels: Sequence[datagen.Label], alerts: Sequence[ReceivedAlert], step: int
 ) -> tuple[list[report.DetectionRow], int]:
@@ -84,17 +88,7 @@ def match_detections(
             first = first or a
             top = max(float(s["score"]) for s in hits)
             worst = top if worst is None else max(worst, top)
-        rows.append(
-            report.DetectionRow(
-                series=lab.series.label,
-                kind=lab.kind,
-                start=lab.start,
-                end=lab.end,
-                magnitude=lab.magnitude,
-                detected_at=first.delivered_at if first else None,
-                severity=worst,
-            )
-        )
+        rows.append(detection_row(lab, first.delivered_at if first else None, worst))
     return rows, sum(1 for i, a in enumerate(alerts) if i not in used and not a.is_summary)
 
 

@@ -94,7 +94,6 @@ class Stream:
         labels: Sequence[datagen.Label],
         live_start: datetime,
         live_end: datetime,
-        title: str,
         subtitle: str,
         parameters: list[tuple[str, str]],
         flow: list[str],
@@ -126,7 +125,7 @@ class Stream:
         if counts.pending:
             failures.append(f"{counts.pending} record(s) still buffered in Firehose at the end")
         data = report.ReportData(
-            title=title,
+            title=report.title(spec.preset),
             subtitle=subtitle,
             parameters=parameters,
             summary=scoring.summary_cards(counts, detections, false_alerts, source),
