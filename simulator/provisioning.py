@@ -334,9 +334,8 @@ def deprovision(thing: str, certs_dir: Path, region: str | None = None) -> list[
     config = DeviceConfig.load(certs_dir)
     if config.thing != thing:
         raise ProvisionError(f"{certs_dir} holds the credentials of thing {config.thing!r}, not {thing!r}")
-    iot, _, _ = _iot_client(region or config.region)
+    iot, iot_region, _ = _iot_client(region or config.region)
     actions: list[str] = []
-    iot_region = region or config.region
     with aws_errors("AWS IoT refused a request", iot_region):
         _remove_certificate(iot, config.certificate_id, config.certificate_arn, thing, config.policy_name)
         actions.append(f"detached, deactivated and deleted certificate {config.certificate_id[:12]}…")
