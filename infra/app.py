@@ -11,7 +11,7 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.common import ROOT
-from infra.config import SentinelConfig
+from infra.config import ConfigError, SentinelConfig
 from infra.stack import SentinelStack
 
 STACK_ID = "MetricSentinel"
@@ -59,7 +59,12 @@ def build_app(context: Mapping[str, Any], outdir: str) -> App:
 
 
 def main() -> None:
-    """What ``cdk synth`` runs: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR (both read by ``App()``)."""
+    """What ``cdk synth`` runs: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR (both read by ``App()``).
+
+    A configuration error is one line naming the context key (``cdk`` shows it and exits non-zero), no traceback."""
     app = App()
-    populate(app)
+    try:
+        populate(app)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     app.synth()

@@ -231,3 +231,18 @@ def test_readme_lists_every_context_key_with_type_and_default() -> None:
     table = _readme_context_table()
     assert list(table) == list(CONTEXT)
     assert table == {k: (v.type, v.default) for k, v in CONTEXT.items()}
+
+
+def test_cdk_synth_refuses_a_typo_with_one_line(tmp_path: Path) -> None:
+    """What `npx cdk synth -c alert_email=x` runs (app.py with the CLI's context, in its own process): one line."""
+    import os
+    import subprocess
+    import sys
+
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "alert_email": "x"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == "error: unknown context key 'alert_email'; did you mean 'alert_emails'?"
+    assert "Traceback" not in res.stderr
