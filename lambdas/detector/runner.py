@@ -10,11 +10,13 @@ One run, triggered by the EventBridge schedule:
    LATE — counted (metric ``LateRecords``) and logged with their keys, never scored (scores are causal and an alert
    already went out; the fix is a longer ``SCHEDULE_OFFSET_SECONDS``). Lateness is decided by object key, not by
    clocks: the state remembers which keys each recent interval was scored from;
-5. every interval after the last scored one, up to the closed one, is scored in order (at most
+5. every interval after the last scored one (or after the ``--skip`` resume marker of ``sentinel detector
+   activate``, ``sentinel_core.activation``), up to the closed one, is scored in order (at most
    ``MAX_INTERVALS_PER_RUN`` per run, the rest on the next runs; a backlog beyond ``MAX_BACKLOG`` intervals is
    skipped with a warning): EXACTLY that interval's folder is read (gzip or not, JSON lines or CSV), lines are
-   validated (bad ones counted by reason), aggregated, scored, grouped; groups are stored in DynamoDB and alerts
-   above the threshold that pass ``ALERT_FILTER`` are published once per (group, interval) through the ledger;
+   validated (bad ones counted by reason), filtered by the dataset filter and aggregated, scored, grouped; groups
+   are stored in DynamoDB and each configured alert (``ALERT_ROUTES``; without it the one alert: the threshold and
+   ``ALERT_FILTER``) is sent once per (group, interval, alert) through the ledger (``sentinel_core.routing``);
 6. the state is saved (also every ``CHECKPOINT_EVERY`` intervals during a long catch-up), then the applied feedback
    is marked as such.
 
