@@ -82,6 +82,8 @@ class Ledger:
     iot_rule_errors: int = 0
     kinesis_records: int = 0
     scheduled_invocations: int = 0
+    executions: int = 0  # Step Functions executions started (by schedules or start_execution)
+    executions_failed: int = 0
     sns_deliveries: int = 0
 
     def count_failure(self, code: str, n: int = 1) -> None:

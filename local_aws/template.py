@@ -31,9 +31,9 @@ _NAME_PROPS: dict[str, str] = {
     "AWS::IAM::Role": "RoleName",
     "AWS::IoT::TopicRule": "RuleName",
     "AWS::Events::Rule": "Name",
-    "AWS::Scheduler::Schedule": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::IoT::Policy": "PolicyName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
 }
 
 
@@ -64,8 +64,8 @@ _ARNS = {
     "AWS::IAM::Role": "arn:aws:iam::{account}:role/{name}",
     "AWS::IoT::TopicRule": "arn:aws:iot:{region}:{account}:rule/{name}",
     "AWS::Events::Rule": "arn:aws:events:{region}:{account}:rule/{name}",
-    "AWS::Scheduler::Schedule": "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
     "AWS::Logs::LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}:*",
+    "AWS::StepFunctions::StateMachine": "arn:aws:states:{region}:{account}:stateMachine:{name}",
 }
 
 
@@ -127,8 +127,8 @@ class Template:
             service = t.split("::")[1].lower() if t.count("::") == 2 else "custom"
             fmt = f"arn:aws:{service}:{{region}}:{{account}}:{r.logical_id}"
         r.arn = fmt.format(region=self.region, account=self.account, name=name)
-        if t == "AWS::SNS::Topic":
-            r.ref = r.arn  # Ref of a topic is its ARN
+        if t in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"):
+            r.ref = r.arn  # Ref of a topic or a state machine is its ARN
         elif t == "AWS::SQS::Queue":
             r.ref = f"https://sqs.{self.region}.amazonaws.com/{self.account}/{name}"  # Ref of a queue is its URL
         else:

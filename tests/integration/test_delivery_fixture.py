@@ -259,7 +259,7 @@ def _wide_template() -> dict[str, Any]:
     body = _template()
     res = body["Resources"]
     ecom = get_preset("ecommerce")
-    res["Clicks"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}}
+    res["Clicks"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"StreamModeDetails": {"StreamMode": "ON_DEMAND"}}}
     clicks_fh = json.loads(json.dumps(res["Stream"]))
     clicks_fh["Properties"]["DeliveryStreamType"] = "KinesisStreamAsSource"
     clicks_fh["Properties"]["KinesisStreamSourceConfiguration"] = {

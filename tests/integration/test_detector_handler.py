@@ -18,7 +18,8 @@ from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import get_preset
-from support.aws import (
+
+from tests.support.aws import (
     REGION,
     create_anomaly_table,
     create_idempotency_table,
@@ -260,14 +261,13 @@ def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.Mo
 def test_feedback_not_anomaly_is_honoured_on_the_next_run(env: Env, verdict: str | None) -> None:
     from typer.testing import CliRunner
 
-    from simulator.cli import _register, app
+    from simulator.cli import app
 
     env.put_interval(LIVE, spike=6.0)
     first = env.invoke(LIVE)
     (alert,) = env.alerts()
     assert first["alerts_sent"] == 1
     if verdict:
-        _register()
         cli = CliRunner().invoke(
             app,
             [
