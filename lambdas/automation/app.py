@@ -95,6 +95,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="CommandsSent", unit=MetricUnit.Count, value=len(outcome.commands))
     metrics.add_metric(name="AlertsIgnoredNonIot", unit=MetricUnit.Count, value=outcome.ignored_non_iot)
     metrics.add_metric(name="AlertsWithoutLocation", unit=MetricUnit.Count, value=outcome.without_location)
+    metrics.add_metric(name="LocationsWithoutThing", unit=MetricUnit.Count, value=len(outcome.without_thing))
     return {
         "alerts": outcome.alerts,
         "commands": [{"topic": c.topic, "payload": c.payload} for c in outcome.commands],

@@ -29,10 +29,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from math import isfinite
 from typing import Any
 
 from sentinel_core.intervals import to_utc
-from sentinel_core.spec import MAX_DIMENSION_BYTES, PipelineSpec, dimension_problem
+from sentinel_core.spec import KNOWN_GOOD_DIMENSIONS, MAX_DIMENSION_BYTES, PipelineSpec, dimension_problem
 
 MAX_DIMENSION_LENGTH = MAX_DIMENSION_BYTES  # former name, kept for callers
 
@@ -90,35 +91,38 @@ class Record:
         Built from cached pieces (column keys, dimension values, the timestamp text) because the transform writes
         one per record: the values are validated (finite floats, allowed characters), so this is exact JSON.
         """
-        keys = _line_keys(spec)
-        parts = [keys[0], format_timestamp(self.timestamp), '"']
-        for key, value in zip(keys[1 : 1 + len(self.dimensions)], self.dimensions, strict=True):
-            parts.append(key)
-            parts.append(_json_string(value))
-        for key, name in zip(keys[1 + len(self.dimensions) :], spec.measure_names, strict=True):
-            parts.append(key)
-            parts.append(repr(self.values[name]))
-        parts.append("}\n")
-        return "".join(parts)
+        template = _line_template(spec)
+        return template % (
+            format_timestamp(self.timestamp),
+            *[_json_string(v) for v in self.dimensions],
+            *[self.values[m] for m in spec.measure_names],
+        )
 
 
-_KEYS_CACHE: dict[int, tuple[PipelineSpec, tuple[str, ...]]] = {}
+_KEYS_CACHE: dict[int, tuple[PipelineSpec, str]] = {}
 _STRING_CACHE: dict[str, str] = {}
 _TS_TEXT_CACHE: dict[datetime, str] = {}
 _CACHE_LIMIT = 65_536  # entries per cache; a cache that fills up is cleared (bounded memory, any input)
 
 
-def _line_keys(spec: PipelineSpec) -> tuple[str, ...]:
+def _line_template(spec: PipelineSpec) -> str:
+    """``%``-template of one normalised line: column names are [A-Za-z0-9_] (no escaping, no '%'), dimension values
+    are inserted JSON-encoded, measures with ``%r`` (float repr, exactly what json.dumps writes)."""
     hit = _KEYS_CACHE.get(id(spec))
     if hit is not None and hit[0] is spec:
         return hit[1]
-    head = "{" + json.dumps(spec.timestamp_column) + ':"'
-    rest = [',"' + d + '":' for d in spec.dimensions] + [',"' + m + '":' for m in spec.measure_names]
-    keys = (head, *rest)
+    template = (
+        '{"'
+        + spec.timestamp_column
+        + '":"%s"'
+        + "".join(',"' + d + '":%s' for d in spec.dimensions)
+        + "".join(',"' + m + '":%r' for m in spec.measure_names)
+        + "}\n"
+    )
     if len(_KEYS_CACHE) > 64:
         _KEYS_CACHE.clear()
-    _KEYS_CACHE[id(spec)] = (spec, keys)
-    return keys
+    _KEYS_CACHE[id(spec)] = (spec, template)
+    return template
 
 
 def _json_string(value: str) -> str:
@@ -145,6 +149,8 @@ def format_timestamp(ts: datetime) -> str:
 # ------------------------------------------------------------------------------------------------------------------
 def check_dimension_value(name: str, raw: Any) -> str:
     """The dimension value as text, or ``RecordError`` (``missing_dimension`` / ``bad_dimension``)."""
+    if raw.__class__ is str and raw in KNOWN_GOOD_DIMENSIONS:  # the common case: a value seen before
+        return str(raw)
     if raw is None or isinstance(raw, dict | list | bool):
         raise RecordError("missing_dimension", f"dimension {name!r} is missing or not a plain value")
     if isinstance(raw, float) and not math.isfinite(raw):
@@ -194,8 +200,23 @@ def _offset(text: str | None) -> timezone:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+_TS_PARSE_CACHE: dict[str, datetime] = {}
+
+
 def parse_timestamp(value: Any) -> datetime:
     """Parse a record timestamp into an aware UTC datetime; only the documented forms (module doc) are accepted."""
+    if value.__class__ is str:
+        hit = _TS_PARSE_CACHE.get(value)
+        if hit is None:
+            hit = _parse_timestamp(value)
+            if len(_TS_PARSE_CACHE) >= _CACHE_LIMIT:
+                _TS_PARSE_CACHE.clear()
+            _TS_PARSE_CACHE[value] = hit
+        return hit
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value: Any) -> datetime:
     if isinstance(value, bool) or value is None:
         raise ValueError(f"timestamp must be a string or epoch number, got {value!r}")
     if isinstance(value, int | float):
@@ -209,7 +230,11 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError("timestamp is empty")
     m = _ISO.fullmatch(text)
     if m is not None:
-        return _from_parts(m, _offset(m.group("tz"))).astimezone(UTC)
+        tz = m.group("tz")
+        if tz is None or tz == "Z" or (tz[0] in "+-" and ":" in tz):  # forms fromisoformat reads exactly (fast, C)
+            parsed = datetime.fromisoformat(text)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return _from_parts(m, _offset(tz)).astimezone(UTC)
     m = _SLASH_YMD.fullmatch(text) or _SLASH_DMY.fullmatch(text) or _COMPACT_DATE.fullmatch(text)
     if m is not None:
         return _from_parts(m)
@@ -247,6 +272,16 @@ def parse_number(value: Any) -> float:
 # ------------------------------------------------------------------------------------------------------------------
 def validate(obj: Any, spec: PipelineSpec, now: datetime | None = None) -> Record:
     """Validate one decoded record against ``spec``; raise ``RecordError`` with the reason."""
+    return validate_until(obj, spec, None if now is None else latest_accepted(spec, now), now)
+
+
+def latest_accepted(spec: PipelineSpec, now: datetime) -> datetime:
+    """The latest event time accepted when the receiver's clock reads ``now`` (``future_tolerance_seconds``)."""
+    return to_utc(now) + timedelta(seconds=spec.future_tolerance_seconds)
+
+
+def validate_until(obj: Any, spec: PipelineSpec, latest: datetime | None, now: datetime | None = None) -> Record:
+    """``validate`` with the future limit computed once per batch (``latest_accepted``): the transform's hot path."""
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"record must be a JSON object, got {type(obj).__name__}")
     col = spec.timestamp_column
@@ -256,25 +291,29 @@ def validate(obj: Any, spec: PipelineSpec, now: datetime | None = None) -> Recor
         ts = parse_timestamp(obj[col])
     except (ValueError, OverflowError, OSError) as exc:
         raise RecordError("bad_timestamp", f"field {col!r}: {exc}") from None
-    if now is not None and ts - to_utc(now) > timedelta(seconds=spec.future_tolerance_seconds):
+    if latest is not None and ts > latest:
+        clock = to_utc(now) if now is not None else latest - timedelta(seconds=spec.future_tolerance_seconds)
         raise RecordError(
             "future_timestamp",
             f"timestamp {ts:%Y-%m-%d %H:%M:%S} UTC is more than {spec.future_tolerance_seconds}s ahead of "
-            f"the receiver's clock ({to_utc(now):%Y-%m-%d %H:%M:%S} UTC): check the device clock",
+            f"the receiver's clock ({clock:%Y-%m-%d %H:%M:%S} UTC): check the device clock",
         )
-    dims = tuple(check_dimension_value(d, obj.get(d)) for d in spec.dimensions)
+    dims = tuple([check_dimension_value(d, obj.get(d)) for d in spec.dimensions])
     values: dict[str, float] = {}
     for m in spec.measures:
-        raw = obj.get(m.name)
-        if raw is None or raw == "":
+        raw: Any = obj.get(m.name)
+        cls = raw.__class__
+        if cls is float or cls is int:  # the common case, without parse_number's type checks
+            v = float(raw) if cls is float or -_EXACT_INT < raw < _EXACT_INT else parse_or_refuse(m.name, raw)
+            if not isfinite(v):
+                parse_or_refuse(m.name, raw)  # raises: not finite
+        elif raw is None or raw == "":
             if m.default is None:
                 raise RecordError("missing_measure", f"measure {m.name!r} is missing")
             values[m.name] = float(m.default)
             continue
-        try:
-            v = parse_number(raw)
-        except ValueError as exc:
-            raise RecordError("bad_measure", f"measure {m.name!r}: {exc}") from None
+        else:
+            v = parse_or_refuse(m.name, raw)
         if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
             raise RecordError(
                 "out_of_range", f"measure {m.name!r}: {v!r} is beyond ±{MAX_ABS_VALUE:g}, not a usable reading"
@@ -288,6 +327,17 @@ def validate(obj: Any, spec: PipelineSpec, now: datetime | None = None) -> Recor
             )
         values[m.name] = v
     return Record(ts, dims, values)
+
+
+_EXACT_INT = 2**53  # ints below this convert to float exactly and never overflow
+
+
+def parse_or_refuse(name: str, raw: Any) -> float:
+    """``parse_number`` of measure ``name``; ``RecordError("bad_measure")`` when it is not a finite number."""
+    try:
+        return parse_number(raw)
+    except ValueError as exc:
+        raise RecordError("bad_measure", f"measure {name!r}: {exc}") from None
 
 
 def decode_and_validate(data: bytes, spec: PipelineSpec, now: datetime | None = None) -> Record:

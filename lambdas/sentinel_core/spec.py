@@ -12,9 +12,10 @@ import os
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
-from sentinel_core.intervals import DETECTOR_INTERVALS
+from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
 
 Aggregation = Literal["SUM", "AVG"]
 Ingest = Literal["iot", "kinesis", "s3"]
@@ -55,7 +56,8 @@ _ALLOWED_CATEGORIES = frozenset(
     | {"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So"}
 )
 _SAFE_ASCII = re.compile(r"[ !\"$-*,-.0-9:-~]+")  # printable ASCII except / + #  (fast path)
-_DIMENSION_OK: dict[str, None] = {}
+# Values already found valid (read by ``records.check_dimension_value`` as its fast path).
+KNOWN_GOOD_DIMENSIONS: dict[str, None] = {}
 _DIMENSION_CACHE_LIMIT = 65_536  # values remembered as valid; cleared when full (bounded memory)
 
 
@@ -65,7 +67,7 @@ def dimension_problem(value: str) -> str | None:
     The schema: 1 to ``MAX_DIMENSION_BYTES`` UTF-8 bytes of letters, marks, numbers, punctuation, symbols and
     spaces, without ``/``, ``+`` or ``#``, and no leading or trailing space.
     """
-    if value in _DIMENSION_OK:
+    if value in KNOWN_GOOD_DIMENSIONS:
         return None
     if not value:
         return "is empty"
@@ -87,9 +89,9 @@ def dimension_problem(value: str) -> str | None:
         size = len(value.encode("utf-8"))
         if size > MAX_DIMENSION_BYTES:
             return f"is longer than {MAX_DIMENSION_BYTES} bytes in UTF-8 ({size})"
-    if len(_DIMENSION_OK) >= _DIMENSION_CACHE_LIMIT:
-        _DIMENSION_OK.clear()
-    _DIMENSION_OK[value] = None
+    if len(KNOWN_GOOD_DIMENSIONS) >= _DIMENSION_CACHE_LIMIT:
+        KNOWN_GOOD_DIMENSIONS.clear()
+    KNOWN_GOOD_DIMENSIONS[value] = None
     return None
 
 
@@ -211,9 +213,14 @@ class PipelineSpec:
                 owner[loc] = thing
 
     # -- convenience ------------------------------------------------------------------------------------------
-    @property
+    @cached_property  # read per record by the transform; the spec is frozen, so computing it once is exact
     def measure_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.measures)
+
+    @cached_property
+    def step_seconds(self) -> int:
+        """The interval in seconds."""
+        return interval_seconds(self.interval)
 
     def measure(self, name: str) -> Measure:
         for m in self.measures:
