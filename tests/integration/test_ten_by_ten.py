@@ -43,7 +43,8 @@ def test_ten_by_ten_with_a_dataset_filter_through_the_local_runtime(play: Play) 
     scored = [r for r in runs if r["records"]]
     assert scored, runs
     for r in scored:
-        # every record of both D2 values was read (each thing reports for its own location); only line-1's 10 measures x 2 locations were scored
+        # every record of both D2 values was read (each thing reports for its own location); only line-1's
+        # 10 measures x 2 locations were scored
         assert r["bad_records"] == 0
         assert r["series_scored"] == 10 * len(LOCATIONS) * r["intervals_scored"]
     s3 = pipeline.client("s3")
