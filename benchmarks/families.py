@@ -16,6 +16,7 @@ Nothing here is read by the detector; the generator only knows the ground truth.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -46,7 +47,10 @@ def nab_dir() -> Path | None:
     """``shared/nab-dev`` next to the worktree (``../shared``) or one level up (worktrees live in ``wt/``)."""
     here = Path(__file__).resolve().parents[1]
     env = os.environ.get("NAB_DEV")
-    for cand in ([Path(env)] if env else []) + [here.parent / "shared" / "nab-dev", here.parents[1] / "shared" / "nab-dev"]:
+    for cand in ([Path(env)] if env else []) + [
+        here.parent / "shared" / "nab-dev",
+        here.parents[1] / "shared" / "nab-dev",
+    ]:
         if (cand / "score.py").exists():
             return cand
     return None
@@ -72,7 +76,7 @@ def nab_family(categories: tuple[str, ...], make: Callable[[int], Any] | None = 
         with open(root / "data" / rel) as f:
             header, rows, lines = read_csv(f)
         stamps = [sc.ts(r[0]) for r in rows]
-        step = sorted((b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False))[len(stamps) // 2]
+        step = sorted((b - a).total_seconds() for a, b in itertools.pairwise(stamps))[len(stamps) // 2]
         secs = min(sc.ISO, key=lambda x: abs(x[0] - step))[0]
         result = run(header, rows, secs, line_numbers=lines)
         scores[rel] = [(s or 0.0) / 100.0 for s in result.scores]
@@ -392,8 +396,8 @@ def generated_nab(scored: list[Scored]) -> dict[str, float]:
     for prof in PROFILES:
         cost = sc.PROFILES[prof]["CostMatrix"]
 
-        def corpus(use_scores: bool) -> float:
-            sw = Sweeper(probationPercent=0.15, costMatrix=cost)  # noqa: B023
+        def corpus(use_scores: bool, cost: dict[str, float] = cost) -> float:
+            sw = Sweeper(probationPercent=0.15, costMatrix=cost)
             rows = []
             for item in scored:
                 s = item.series
@@ -401,7 +405,7 @@ def generated_nab(scored: list[Scored]) -> dict[str, float]:
                 wins = [[stamps[lb.start], stamps[min(len(stamps) - 1, lb.end + WINDOW)]] for lb in s.labels]
                 vals = [v / 100.0 for v in item.scores] if use_scores else [0.0] * len(stamps)
                 rows.extend(sw.calcSweepScore(stamps, vals, wins, s.name))
-            return float(max(sw.calcScoreByThreshold(rows), key=lambda x: x.score).score)
+            return float(max(sw.calcScoreByThreshold(rows), key=lambda r: r.score).score)
 
         perfect = sum(len(x.series.labels) for x in scored) * cost["tpWeight"]
         null = corpus(False)
