@@ -20,6 +20,7 @@ quoted so far, a few minutes). ``--json`` prints every figure as one JSON object
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import random
 import statistics
@@ -33,10 +34,21 @@ from pathlib import Path
 from typing import Any
 
 _HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
-sys.path.append(_HERE)
+sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]  # benchmarks/simulator.py
 
-import families  # noqa: E402
+
+def _load_families() -> Any:
+    """benchmarks/families.py, loaded by path (this folder is not on sys.path: its simulator.py would shadow the
+    simulator package)."""
+    spec = importlib.util.spec_from_file_location("bench_families", Path(_HERE) / "families.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_families"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+families = _load_families()
 from sentinel_core.aggregate import aggregate  # noqa: E402
 from sentinel_core.detector import Detector  # noqa: E402
 from sentinel_core.intervals import interval_range, interval_seconds  # noqa: E402

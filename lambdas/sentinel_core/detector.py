@@ -497,9 +497,10 @@ class Detector:
         ts = to_utc(start)
         phase = self._phase(ts)
         out = IntervalScores()
-        present = {k.id for k in values}
+        ids = {k: k.id for k in values}  # SeriesKey.id builds a string: once per key
+        present = set(ids.values())
         for key in sorted(values):
-            out.points.append(self._score_one(key, idx, ts, float(values[key]), phase, real=True))
+            out.points.append(self._score_one(key, ids[key], idx, ts, float(values[key]), phase, real=True))
         cfg = self.config
         prev = self._last if self._last is not None else idx - 1
         for sid in sorted(set(self._series) - present):
@@ -508,7 +509,7 @@ class Detector:
             key = SeriesKey.parse(sid)
             if key.measure in zero_fill:
                 if quiet <= self._zero_horizon:  # zeros are this measure's truth, in the warm-up too
-                    out.points.append(self._score_one(key, idx, ts, 0.0, phase, real=False))
+                    out.points.append(self._score_one(key, sid, idx, ts, 0.0, phase, real=False))
             elif (
                 quiet >= cfg.silent_intervals > prev - s.last_real  # crossed now (reported once)
                 and s.warm is None
@@ -600,9 +601,10 @@ class Detector:
                 sigma = sigma ** (1.0 - cfg.phase_scale_weight) * (_MAD_TO_SIGMA * p) ** cfg.phase_scale_weight
         return max(sigma, cfg.min_scale_abs, cfg.min_scale_rel * abs(s.level))
 
-    def _score_one(self, key: SeriesKey, idx: int, ts: datetime, x: float, phase: _Phase, real: bool) -> PointScore:
+    def _score_one(
+        self, key: SeriesKey, sid: str, idx: int, ts: datetime, x: float, phase: _Phase, real: bool
+    ) -> PointScore:
         cfg = self.config
-        sid = key.id
         s = self._series.get(sid)
         if s is None:
             s = self._series[sid] = _Series(idx, x, self._daily, self._weekly, self._phases)
