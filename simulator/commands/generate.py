@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sentinel_core.intervals import DETECTOR_INTERVALS, to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import DETECTOR_INTERVALS
 from sentinel_core.spec import SpecError, get_preset
 
-from simulator.cli import app
+from simulator.commands.options import parse_start
 from simulator.datagen import ANOMALY_KINDS, generate_dataset
+from simulator.errors import OperationError, UsageError
 from simulator.uploads import generate_upload, print_upload_summary
 
 console = Console(stderr=True)
 
 
-def parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return to_utc(parse_timestamp(text))
-    except ValueError as exc:
-        raise typer.BadParameter(f"{exc}", param_hint="--start") from None
-
-
-@app.command()
 def generate(
     preset: Annotated[str, typer.Option(help="Pipeline preset whose schema the data follows.")] = "air-quality",
     days: Annotated[
@@ -87,11 +76,9 @@ def generate(
         )
         elapsed = time.perf_counter() - t0
     except (SpecError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
     except OSError as exc:
-        console.print(f"[red]error:[/red] cannot write to {out}: {exc}")
-        raise typer.Exit(1) from None
+        raise OperationError(f"cannot write to {out}: {exc}") from None
 
     table = Table(title=f"{spec.preset} data ({spec.interval}, {len(summary.entities)} locations, seed {seed})")
     table.add_column("file")

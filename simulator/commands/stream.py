@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sentinel_core.intervals import floor_to_interval, interval_seconds, to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import floor_to_interval, interval_seconds
 from sentinel_core.spec import SpecError, get_preset
 
-from simulator.cli import app
+from simulator.commands.options import Region, parse_start
 from simulator.datagen import resolve_entities, write_labels
+from simulator.errors import OperationError, UsageError, as_cli_error
 from simulator.streaming import (
     Event,
     KinesisSender,
@@ -31,15 +31,12 @@ console = Console(stderr=True)
 
 
 def _start(text: str | None, minutes: float, step: int) -> datetime:
-    if text is None:  # the window ends now: every event is in the past when it arrives (future-clock check)
+    start = parse_start(text)
+    if start is None:  # the window ends now: every event is in the past when it arrives (future-clock check)
         return floor_to_interval(datetime.now(UTC), step) - timedelta(minutes=minutes)
-    try:
-        return to_utc(parse_timestamp(text))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--start") from None
+    return start
 
 
-@app.command()
 def stream(
     preset: Annotated[str, typer.Option(help="A Kinesis-ingest preset.")] = "ecommerce",
     stream_name: Annotated[
@@ -66,7 +63,7 @@ def stream(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per record before giving up.")] = 6,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Generate and count, send nothing.")] = False,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: from the environment).")] = None,
+    region: Region = None,
 ) -> None:
     """Send e-commerce page views (daily seasonality, funnel, markets) to a Kinesis data stream with PutRecords.
 
@@ -89,11 +86,9 @@ def stream(
             planned = broken_checkout(spec, ents, at, min(drop_minutes, (t1 - at).total_seconds() / 60), drop_platform)
         events = page_view_events(spec, t0, t1, combinations, seed, planned, scale)
     except (SpecError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
     if not dry_run and not stream_name:
-        console.print("[red]error:[/red] --stream-name (or SENTINEL_STREAM_NAME) is required unless --dry-run")
-        raise typer.Exit(2)
+        raise UsageError("--stream-name (or SENTINEL_STREAM_NAME) is required unless --dry-run")
     write_labels(labels, planned)
 
     per_page: Counter[str] = Counter()
@@ -137,15 +132,17 @@ def stream(
             )
             try:
                 stats = sender.send(flow)
-            except Exception as exc:  # a non-retryable error (no such stream, access denied): say so
-                console.print(f"[red]error:[/red] PutRecords failed: {exc}")
-                raise typer.Exit(1) from None
+            except Exception as exc:  # a non-retryable error (no such stream, access denied): say which
+                error = as_cli_error(exc)
+                if error is None:
+                    raise
+                raise type(error)(f"PutRecords to stream {stream_name!r} failed: {error.message}") from None
     _summary(stats, per_page, planned, labels, dry_run)
     if dry_run:
         for ev in sample:
             console.print(f"  e.g. {ev.data.decode()}")
     if stats.failed:
-        raise typer.Exit(1)
+        raise OperationError(f"{len(stats.failed):,} record(s) not delivered after {max_attempts} attempts")
 
 
 def _summary(stats: SendStats, per_page: Counter[str], planned: list[Any], labels: Path, dry_run: bool) -> None:
