@@ -472,8 +472,26 @@ class Detector:
         """The scored points of ``score_interval`` (see there)."""
         return self.score_interval(start, values, zero_fill=zero_fill).points
 
-    def score_interval(
+    def score_valid(
         self, start: datetime, values: Mapping[SeriesKey, float], *, zero_fill: Collection[str] = ()
+    ) -> tuple[IntervalScores, list[SeriesKey]]:
+        """``score_interval`` of the valid values; the series whose value is not (NaN, infinite, beyond
+        ``MAX_ABS_VALUE``: an aggregate that overflowed) are returned, to be counted as bad records. They are
+        neither scored nor zero-filled nor called silent this interval."""
+        bad = sorted(k for k, v in values.items() if not abs(v) <= MAX_ABS_VALUE)
+        if not bad:
+            return self.score_interval(start, values, zero_fill=zero_fill), []
+        drop = set(bad)
+        clean = {k: v for k, v in values.items() if k not in drop}
+        return self.score_interval(start, clean, zero_fill=zero_fill, skip={k.id for k in bad}), bad
+
+    def score_interval(
+        self,
+        start: datetime,
+        values: Mapping[SeriesKey, float],
+        *,
+        zero_fill: Collection[str] = (),
+        skip: Collection[str] = (),
     ) -> IntervalScores:
         """Score every value of the interval starting at ``start`` from earlier data, then learn from it.
 
@@ -482,7 +500,7 @@ class Detector:
         whose absent series (seen within ``zero_fill_seconds``) are scored as 0 — SUM / count measures, where no
         record means nothing happened. Known series of other measures that stay absent ``silent_intervals``
         intervals are reported once in ``silent``. Raises ``NonFiniteValueError`` (nothing learned) on NaN or
-        infinite values.
+        infinite values (``score_valid`` drops them instead). ``skip``: series ids left alone this interval.
         """
         idx = self._index(start)
         if self._last is not None and idx <= self._last:
@@ -503,7 +521,7 @@ class Detector:
             out.points.append(self._score_one(key, ids[key], idx, ts, float(values[key]), phase, real=True))
         cfg = self.config
         prev = self._last if self._last is not None else idx - 1
-        for sid in sorted(set(self._series) - present):
+        for sid in sorted(set(self._series) - present - set(skip)):
             s = self._series[sid]
             quiet = idx - s.last_real
             key = SeriesKey.parse(sid)

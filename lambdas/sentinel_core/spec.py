@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sentinel_core.environment import SENTINEL_SPEC, ConfigError, Environment
 from sentinel_core.intervals import DETECTOR_INTERVALS
@@ -58,6 +59,9 @@ class PipelineSpec:
     topic_root: str = ""
     # Learn on the first (1 - backtest_fraction) and report on the rest (loyalty's Lookout backtest mode).
     backtest_fraction: float = 0.0
+    # IANA time zone of the pipeline: the detector's daily and weekly cycles follow local time (DST-correct), and
+    # Lookout's metric set gets the same zone. UTC by default: a server metric has no local day.
+    timezone: str = "UTC"
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +102,12 @@ class PipelineSpec:
             raise SpecError("an IoT pipeline needs a topic_root")
         if self.future_tolerance_seconds < 0:
             raise SpecError("future_tolerance_seconds must not be negative")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SpecError(
+                f"timezone must be an IANA time zone name (e.g. Europe/Berlin, UTC), got {self.timezone!r}"
+            ) from None
 
     # -- convenience ------------------------------------------------------------------------------------------
     @property
