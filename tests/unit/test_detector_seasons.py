@@ -194,3 +194,24 @@ def test_truncated_record_and_wrong_state_are_state_errors() -> None:
     state["series"] = {KEY.id: base64.b64encode(b"\x02garbage").decode()}
     with pytest.raises(StateError):
         Detector.from_state(state)
+
+
+def test_backtest_scores_an_outage_of_a_sum_measure_and_counts_invalid_aggregates() -> None:
+    from sentinel_core.backtest import score
+
+    rnd = random.Random(6)
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    by_interval: dict[datetime, dict[SeriesKey, float]] = {}
+    outage = range(24 * 10 + 12, 24 * 10 + 15)
+    for i in range(24 * 12):
+        if i in outage:
+            continue  # no records at all: the interval is absent
+        by_interval[t0 + timedelta(hours=i)] = {ORDERS: float(round(rnd.gauss(300, 17)))}
+    by_interval[t0 + timedelta(hours=24 * 11)] = {ORDERS: float("inf")}
+    done = score(by_interval, 3600, zero_fill={"orders"}, timezone="Europe/Berlin")
+    first = t0 + timedelta(hours=outage[0])
+    assert done.scores[(first, ORDERS)] >= 70
+    assert any(g.start == first for g in done.groups)
+    assert done.invalid == [(t0 + timedelta(hours=24 * 11), ORDERS)]
+    without = score({k: v for k, v in by_interval.items() if k != t0 + timedelta(hours=24 * 11)}, 3600)
+    assert (first, ORDERS) not in without.scores  # AVG-like: an absent interval is not a value
