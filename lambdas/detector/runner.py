@@ -36,7 +36,7 @@ from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
 from sentinel_core import alerts, groups, layout, objects, store
 from sentinel_core import environment as env
-from sentinel_core.detector import Detector
+from sentinel_core.detector import Detector, StateError
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
 from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_timestamp
@@ -107,6 +107,7 @@ class RunReport:
     bad_reasons: dict[str, int] = field(default_factory=dict)
     late_records: int = 0
     duplicate_records: int = 0
+    rewarmed: bool = False  # the saved model was of another version or time zone: warmed up again on history
     silent_series: int = 0  # series that reported regularly and went silent (DetectorConfig.silent_intervals)
     late_objects: list[str] = field(default_factory=list)
     feedback_applied: int = 0
@@ -429,11 +430,24 @@ def run(
     """Score every interval up to ``closed`` that is not scored yet; see the module doc."""
     report = RunReport(closed_interval=to_utc(closed).isoformat())
     raw = store.load_state(clients.s3, settings.bucket, settings.spec)
-    if raw is None:
+    loaded: State | None = None
+    if raw is not None:
+        try:
+            loaded = State.from_json(raw)
+        except StateError as exc:  # a model of another version (an upgrade): start again from the history
+            logger.warning("detector state not readable by this version: re-warming", extra={"error": str(exc)})
+            report.rewarmed = True
+        if loaded is not None and loaded.detector.timezone.key != settings.spec.timezone:
+            logger.warning(
+                "time zone changed: re-warming from history",
+                extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
+            )
+            loaded, report.rewarmed = None, True
+    if loaded is None:
         state = State(Detector(settings.step, timezone=settings.spec.timezone))
         warm_up(clients, settings, state.detector, report)
     else:
-        state = State.from_json(raw)
+        state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
     todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report)
