@@ -51,6 +51,7 @@ STATE_VERSION = 2
 SERIES_FORMAT = 2  # version byte of one series' binary record
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SQRT2 = math.sqrt(2.0)
+_LOG10_2 = math.log10(2.0)
 _MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaussian residuals
 Seasonality = Literal["auto", "on", "off"]
 _MEDIAN_AD_TO_MAD = 1.4826 / 1.2533  # median absolute deviation -> mean absolute deviation (Gaussian)
@@ -657,12 +658,11 @@ class Detector:
         sd_b = math.sqrt(s.recent_sd_var) + 1e-3
         # The point's tail probability is at least the observed frequency of such surprises (a series that
         # spikes every few hours does not alert on every spike), else the Gaussian tail of the calibration.
-        t_point = min(
-            max(_tail((a - s.surprise_mean) / sd_a), _tail(abs(z) / cfg.z_scale)),
-            _emp_tail(s.hist, a, cfg.hist_min_events * cfg.hist_alpha * 0.8),
-        )
+        t_point = max(_tail((a - s.surprise_mean) / sd_a), _tail(abs(z) / cfg.z_scale))
+        if t_point > cfg.tail_floor + _LOG10_2:  # at or below, the point scores 0 whatever the histogram says
+            t_point = min(t_point, _emp_tail(s.hist, a, cfg.hist_min_events * cfg.hist_alpha * 0.8))
         t_avg = _tail((avg - s.recent_sd_mean) / sd_b) if len(window) + 1 >= k else 0.0
-        logp = max(t_point, t_avg) - math.log10(2.0)  # two tests: Bonferroni
+        logp = max(t_point, t_avg) - _LOG10_2  # two tests: Bonferroni
         raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
         raw = min(100.0, max(0.0, raw))
         sev = raw
