@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sentinel_core.alerts import AlertFilter, AlertFilterError
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
@@ -62,6 +63,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "ops_emails",
     "severity_threshold",
     "interval",
+    "timezone",
     "measures",
     "dimensions",
     "log_retention_days",
@@ -345,6 +347,16 @@ def _spec_with_overrides(base: PipelineSpec, get: Any) -> PipelineSpec:
         if len(measures) > MAX_MEASURES:
             raise ConfigError(f"context 'measures': at most {MAX_MEASURES} measures are allowed, got {len(measures)}")
         changes["measures"] = tuple(_measure("measures", m, base) for m in measures)
+    zone = get("timezone")
+    if zone is not None:
+        zone = _text("timezone", zone).strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"context 'timezone': {zone!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC)"
+            ) from None
+        changes["timezone"] = zone
     dims = get("dimensions")
     if dims is not None:
         dimensions = _str_list("dimensions", dims)

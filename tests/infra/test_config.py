@@ -138,6 +138,7 @@ def test_json_context_values() -> None:
         ({"powertools_layer_version": "latest"}, "whole number"),
         ({"alert_emails": '["ok@example.com",'}, "invalid JSON"),
         ({"console_base_url": "http://example.com"}, "https://"),
+        ({"timezone": "Mars/Olympus_Mons"}, "context 'timezone': 'Mars/Olympus_Mons' is not an IANA time zone"),
     ],
 )
 def test_clear_errors(ctx: dict[str, Any], message: str) -> None:
@@ -146,3 +147,9 @@ def test_clear_errors(ctx: dict[str, Any], message: str) -> None:
     assert message in str(err.value)
     key = next(iter(ctx))
     assert key in str(err.value) or key == "preset"
+
+
+def test_timezone_reaches_the_pipeline_spec() -> None:
+    c = SentinelConfig.from_context({"preset": "ecommerce", "timezone": "Europe/Berlin"})
+    assert c.spec.timezone == "Europe/Berlin"
+    assert SentinelConfig.from_context({}).spec.timezone == "UTC"
