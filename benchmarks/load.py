@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import random
 import resource
 import sys
@@ -37,8 +36,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from sentinel_core import layout  # noqa: E402
 from sentinel_core.intervals import interval_seconds  # noqa: E402

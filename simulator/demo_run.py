@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -250,7 +249,7 @@ def synth_context(spec: PipelineSpec) -> dict[str, Any]:
 
 def _source_hash(context: dict[str, Any]) -> str:
     h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
-    files = [ROOT / "app.py", ROOT / "cdk.json", ROOT / "requirements.txt"]
+    files = [ROOT / "app.py", ROOT / "cdk.json", *(ROOT / "requirements" / f for f in ("deploy.lock", "lambda.in"))]
     for folder in ("infra", "lambdas"):
         files += sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
     for f in files:
@@ -260,22 +259,13 @@ def _source_hash(context: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def silence_jsii_node_banner() -> None:
-    """jsii prints a large Node end-of-life banner unless ``JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION`` lists
-    the running Node major version (comma-separated, e.g. ``20``; a value like ``1`` does not silence it)."""
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-    node = shutil.which("node")
-    if node is None:
-        return
-    try:
-        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20, check=False)  # noqa: S603
-    except (OSError, subprocess.SubprocessError):
-        return
-    major = version.stdout.strip().lstrip("v").split(".")[0]
-    var = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
-    current = [v.strip() for v in os.environ.get(var, "").split(",") if v.strip()]
-    if major.isdigit() and major not in current:
-        os.environ[var] = ",".join([*current, major])
+def use_project_node() -> None:
+    """jsii runs ``node`` from PATH. Where the system Node is older than 22, ``make setup`` links Node 22 into the
+    venv: put the venv's bin first so that a demo started as ``.venv/bin/python -m simulator demo`` uses it too."""
+    venv_bin = Path(sys.executable).parent
+    path = os.environ.get("PATH", "")
+    if (venv_bin / "node").exists() and not path.startswith(f"{venv_bin}{os.pathsep}"):
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{path}"
 
 
 def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
@@ -287,7 +277,7 @@ def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
     digest = _source_hash(context)
     if (outdir / "manifest.json").exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return LocalPipeline.from_assembly(outdir), False
-    silence_jsii_node_banner()
+    use_project_node()
     if (outdir / "manifest.json").exists():
         shutil.rmtree(outdir)  # an assembly of older sources: its stale asset folders would pile up
     try:
