@@ -18,6 +18,7 @@ from sentinel_core import layout
 from sentinel_core.intervals import DETECTOR_INTERVALS, floor_to_interval
 from transform import logic
 
+from local_aws.firehose import render_firehose_prefix
 from tests.infra.conftest import Synth
 from tests.infra.test_stack import render_join
 
@@ -82,7 +83,7 @@ def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: Call
         keys = transform_keys(ts, s)
         assert keys == layout.partition_keys(ts, spec)
         # Firehose renders the prefix at arrival (later, maybe in the next interval): only the keys matter.
-        written = layout.render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
+        written = render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
         read_by_lookout = render_lookout(lookout, start).removeprefix("s3://BUCKET/") + "/"
         assert written == read_by_lookout == layout.interval_folder(ts, spec), (interval, ts)
         assert layout.parse_interval_folder(written + "part-0001", spec) == start

@@ -1,7 +1,7 @@
 """Security evidence from the synthesized templates (README ``security``): the deployed device policy, evaluated.
 
 The ``AWS::IoT::Policy`` of the stack is resolved (intrinsics -> the local runtime's account and region) and run
-through ``sentinel_core.iot_policy``: one certificate can act only as its own thing.
+through ``local_aws.iot_policy``: one certificate can act only as its own thing.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sentinel_core.iot_policy import Arns, Connection, is_allowed
 from sentinel_core.spec import get_preset
 
-from simulator.runtime.template import load_assembly
+from local_aws.iot_policy import Arns, Connection, is_allowed
+from local_aws.template import load_assembly
 from tests.infra.conftest import Synth
 
 

@@ -19,7 +19,7 @@ from moto import mock_aws
 from sentinel_core import layout
 from sentinel_core.spec import PipelineSpec
 
-from simulator.runtime import LocalPipeline
+from local_aws import LocalPipeline
 
 T0 = datetime(2026, 3, 23, 10, 7, tzinfo=UTC)
 
@@ -61,7 +61,7 @@ def test_template_is_what_the_runtime_plays(pipeline: LocalPipeline) -> None:
     [rule] = pipeline.rules
     assert rule.sql.topic_filter == spec.telemetry_topic_filter
     assert rule.firehose_actions == [(fh.name, "\n", False)] and rule.error_action
-    assert {f.role for f in pipeline.functions.values()} >= {"transform", "detector", "automation"}
+    assert {f.package for f in pipeline.functions.values()} >= {"transform", "detector", "automation"}
     assert pipeline.data_bucket in {r.physical for r in pipeline.template.of_type("AWS::S3::Bucket")}
 
 

@@ -26,8 +26,8 @@ from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import PipelineSpec
 
+from local_aws import LocalPipeline
 from simulator.demo_run import fresh_lambda_modules
-from simulator.runtime import LocalPipeline
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ class Harness:
     def run_detector_after(self, start: datetime) -> dict[str, Any] | BaseException:
         """Advance to the schedule that scores ``start`` (fires ``offset`` after the next interval begins)."""
         fired = self.pipe.tick(start + STEP + self.offset)
-        mine = [r for name, _, r in fired if self.pipe.function(name).role == "detector"]
+        mine = [r for name, _, r in fired if self.pipe.function(name).package == "detector"]
         assert mine, f"no detector run fired by {start + STEP + self.offset}"
         self.reports.extend(mine)
         return mine[-1]  # type: ignore[no-any-return]

@@ -21,7 +21,7 @@ from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.spec import PipelineSpec
 
-from simulator.runtime import LocalPipeline
+from local_aws import LocalPipeline
 from simulator.uploads import generate_upload
 
 END = datetime(2026, 11, 23, tzinfo=UTC)

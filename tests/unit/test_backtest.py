@@ -13,7 +13,7 @@ import pytest
 from sentinel_core import backtest as core
 from typer.testing import CliRunner
 
-from simulator.cli import _register, app
+from simulator.cli import app
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -49,7 +49,6 @@ def test_detect_columns() -> None:
 
 
 def test_cli_end_to_end_with_bad_rows(tmp_path: Path) -> None:
-    _register()
     src, out, groups = tmp_path / "in.csv", tmp_path / "out.csv", tmp_path / "groups.json"
     n = make_csv(src)
     result = CliRunner().invoke(
@@ -91,7 +90,6 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
         for i in range(300):
             w.writerow([(T0 + timedelta(seconds=97 * i)).isoformat(), "1.0" if i != 250 else "50"])
     out = tmp_path / "o.csv"
-    _register()
     result = CliRunner().invoke(
         app,
         [
@@ -119,7 +117,6 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
 def test_unusable_input_fails_clearly(tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
     src.write_text("a,b\nx,y\n")
-    _register()
     result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2 and "timestamp" in result.output
     result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv"), "--interval", "P1Y"])

@@ -1,0 +1,1 @@
+"""Test machinery shared by tests/infra and tests/integration (never imported by product code)."""
