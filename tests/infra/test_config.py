@@ -13,6 +13,8 @@ from infra.config import CONTEXT_KEYS, ConfigError, SentinelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
+_LAYER = "arn:aws:lambda:eu-west-1:017000801446:layer:"
+
 
 def cfg(**ctx: Any) -> SentinelConfig:
     return SentinelConfig.from_context(ctx)
@@ -24,7 +26,7 @@ def test_defaults_are_air_quality_builtin() -> None:
     assert c.engine == "builtin"
     assert c.stack_name == "MetricSentinel-air-quality"
     assert c.detector_id == c.detector_name == "metric-sentinel-air-quality"
-    assert (c.powertools_layer_version, c.log_retention_days, c.schedule_offset_seconds) == (27, 30, 120)
+    assert (c.powertools_layer_arn, c.log_retention_days, c.schedule_offset_seconds) == ("", 30, 120)
     assert c.alert_emails == c.alert_phones == ()
 
 
@@ -59,7 +61,7 @@ def test_cli_strings_are_parsed() -> None:
         dimensions='["LOCATION_ID", "FLOOR"]',
         log_retention_days="14",
         schedule_offset_seconds="300",
-        powertools_layer_version="28",
+        powertools_layer_arn="arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:30",
         alert_filter='{"measures": ["CO"], "dimensions": {"LOCATION_ID": ["B-101"]}}',
     )
     assert c.alert_emails == ("a@example.com", "b@example.org")
@@ -68,7 +70,8 @@ def test_cli_strings_are_parsed() -> None:
     assert c.spec.interval == "PT1H"
     assert c.spec.measures == (Measure("CO", "AVG", "ppm"), Measure("NO2", "SUM"))
     assert c.spec.dimensions == ("LOCATION_ID", "FLOOR")
-    assert (c.log_retention_days, c.schedule_offset_seconds, c.powertools_layer_version) == (14, 300, 28)
+    assert (c.log_retention_days, c.schedule_offset_seconds) == (14, 300)
+    assert c.powertools_layer_arn.endswith(":layer:AWSLambdaPowertoolsPythonV3-python312-arm64:30")
     assert json.loads(c.alert_filter_json) == {"dimensions": {"LOCATION_ID": ["B-101"]}, "measures": ["CO"]}
 
 
@@ -111,7 +114,9 @@ def test_json_context_values() -> None:
         ({"alert_filter": {"measures": ["PM25"]}}, "PM25"),
         ({"dimensions": "LOCATION_ID,LOCATION_ID"}, "unique"),
         ({"measures": "CO,LOCATION_ID"}, "unique"),
-        ({"powertools_layer_version": "latest"}, "whole number"),
+        ({"powertools_layer_arn": "AWSLambdaPowertoolsPythonV3-python312-arm64:30"}, "not a layer version ARN"),
+        ({"powertools_layer_arn": f"{_LAYER}AWSLambdaPowertoolsPythonV3-python312-x86_64:27"}, "arm64 / python3.12"),
+        ({"powertools_layer_arn": f"{_LAYER}AWSLambdaPowertoolsPythonV3-python313-arm64:9"}, "arm64 / python3.12"),
         ({"alert_emails": '["ok@example.com",'}, "invalid JSON"),
         ({"console_base_url": "http://example.com"}, "https://"),
     ],
