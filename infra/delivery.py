@@ -42,7 +42,7 @@ class Delivery(Construct):
             "Transform",
             config=config,
             fn=FunctionSpec(
-                role="transform",
+                package="transform",
                 description="Validates and normalises records, partitions them by their own interval",
                 timeout=Duration.seconds(120),
                 memory_mb=512,

@@ -12,7 +12,7 @@ from aws_cdk import aws_lookoutmetrics as lookout
 from constructs import Construct
 from sentinel_core import layout
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.common import acknowledge, logical_id, mark
 from infra.config import SentinelConfig
 from infra.delivery import COMPRESSION

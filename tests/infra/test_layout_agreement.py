@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,8 +18,8 @@ from sentinel_core.intervals import DETECTOR_INTERVALS, floor_to_interval
 from transform import logic
 
 from local_aws.firehose import render_firehose_prefix
-from tests.infra.conftest import Synth
 from tests.infra.test_stack import render_join
+from tests.support.assembly import Synth, SynthCache
 
 TIMES = [
     datetime(2026, 3, 23, 10, 7, 31, tzinfo=UTC),
@@ -64,16 +63,16 @@ def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("interval", DETECTOR_INTERVALS)
-def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: Callable[..., Synth]) -> None:
+def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: SynthCache) -> None:
     # The preset's own interval reuses the plain synth; the others override it.
     extra = {} if interval == "PT5M" else {"interval": interval}
     s = synth_cache("air-quality", "lookout", **extra)
     spec = s.spec()
     assert spec.interval == interval
-    bucket_id, _ = s.by_role("data-bucket")
-    _, stream = s.by_role("delivery-stream")
+    bucket_id, _ = s.by_marker("data-bucket")
+    _, stream = s.by_marker("delivery-stream")
     prefix = stream["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
-    _, det = s.by_role("lookout-detector")
+    _, det = s.by_marker("lookout-detector")
     (ms,) = det["Properties"]["MetricSetList"]
     assert ms["MetricSetFrequency"] == interval
     (templated,) = ms["MetricSource"]["S3SourceConfig"]["TemplatedPathList"]

@@ -4,7 +4,6 @@ requirements/lambda.in, for the functions' architecture and runtime, and that pi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ from typing import Any
 import pytest
 from aws_cdk import aws_lambda as lambda_
 
+from infra.common import MARKER_METADATA_KEY
 from infra.powertools import PARAMETER_ROOT, PowertoolsPinError, parameter_name, pinned_version
-from tests.infra.conftest import Synth
+from tests.support.assembly import Synth, SynthCache
 
 SSM_STRING = "AWS::SSM::Parameter::Value<String>"
 
@@ -22,7 +22,7 @@ def _functions(synth: Synth) -> dict[str, dict[str, Any]]:
     return {
         lid: fn
         for lid, fn in synth.of_type("AWS::Lambda::Function").items()
-        if "sentinel:role" in fn.get("Metadata", {})  # not CDK's own deploy-time helpers
+        if MARKER_METADATA_KEY in fn.get("Metadata", {})  # not CDK's own deploy-time helpers
     }
 
 
@@ -50,7 +50,7 @@ def test_every_function_deploys_the_pinned_powertools_for_its_architecture(synth
         assert arch == "arm64"
 
 
-def test_a_fallback_arn_replaces_the_lookup(synth_cache: Callable[..., Synth]) -> None:
+def test_a_fallback_arn_replaces_the_lookup(synth_cache: SynthCache) -> None:
     arn = "arn:aws:lambda:eu-west-1:123456789012:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:40"
     synth = synth_cache("ecommerce", "builtin", powertools_layer_arn=arn)
     for fn in _functions(synth).values():

@@ -14,9 +14,9 @@ from moto import mock_aws
 from sentinel_core import alerts
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
 from sentinel_core.spec import get_preset
-from support.aws import REGION, create_idempotency_table, create_topic_with_queue, drain, lambda_context
 
 from local_aws import published_iot, route_account_iot_endpoint
+from tests.support.aws import REGION, create_idempotency_table, create_topic_with_queue, drain, lambda_context
 
 T0 = datetime(2022, 3, 20, 10, 5, tzinfo=UTC)
 

@@ -18,7 +18,8 @@ from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import get_preset
-from support.aws import (
+
+from tests.support.aws import (
     REGION,
     create_anomaly_table,
     create_idempotency_table,

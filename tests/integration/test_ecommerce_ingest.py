@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from moto import mock_aws
 from sentinel_core import layout
 from sentinel_core.intervals import floor_to_interval
 from sentinel_core.records import parse_timestamp
@@ -23,21 +20,14 @@ from sentinel_core.spec import PipelineSpec
 from local_aws import LocalKinesis, LocalPipeline
 from simulator.datagen import resolve_entities
 from simulator.streaming import Event, KinesisSender, broken_checkout, event_arrival, page_view_events
+from tests.support.aws import Play
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def ecommerce_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "cdk.out"
-    LocalPipeline.synth({"preset": "ecommerce"}, out)  # real CDK synth
-    return out
-
-
 @pytest.fixture
-def pipeline(ecommerce_assembly: Path) -> Iterator[LocalPipeline]:
-    with mock_aws():
-        yield LocalPipeline.from_assembly(ecommerce_assembly).start()
+def pipeline(play: Play) -> LocalPipeline:
+    return play("ecommerce")
 
 
 def spec_of(p: LocalPipeline) -> PipelineSpec:

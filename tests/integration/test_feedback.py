@@ -12,10 +12,10 @@ import pytest
 from moto import mock_aws
 from sentinel_core import store
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
-from support.aws import REGION, create_anomaly_table
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from tests.support.aws import REGION, create_anomaly_table
 
 T0 = datetime(2022, 3, 20, 10, 0, tzinfo=UTC)
 runner = CliRunner()

@@ -22,9 +22,9 @@ from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import get_preset
-from support.aws import REGION, create_anomaly_table, create_topic_with_queue, drain, lambda_context
 
 from simulator.uploads import generate_upload
+from tests.support.aws import REGION, create_anomaly_table, create_topic_with_queue, drain, lambda_context
 
 SPEC = get_preset("loyalty")
 BUCKET = "sentinel-data"

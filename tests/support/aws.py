@@ -5,15 +5,19 @@ read-back and a Lambda context. The offline harness itself (credentials, IoT end
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 
-from local_aws import ACCOUNT, REGION, FakeLambdaContext
+from local_aws import ACCOUNT, REGION, FakeLambdaContext, LocalPipeline
+
+Play = Callable[..., LocalPipeline]  # the ``play`` fixture: play(preset, **context) -> a started, offline stack
 
 __all__ = [
     "ACCOUNT",
     "REGION",
+    "Play",
     "create_anomaly_table",
     "create_idempotency_table",
     "create_topic_with_queue",
