@@ -50,7 +50,7 @@ $(VENV)/.python:
 # as its build backend) maps sentinel_core, infra and simulator onto this tree.
 define install_lock
 	$(PIP) install --quiet --require-hashes -r $(1)
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	PYTHONWARNINGS=ignore $(PIP) install --quiet --no-deps --no-build-isolation -e .  # (setuptools' notice on editables)
 endef
 
 $(VENV)/.stamp-deploy: requirements/deploy.lock pyproject.toml $(VENV)/.python
