@@ -6,6 +6,7 @@ from aws_cdk import Arn, ArnComponents, ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as ddb
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
+from sentinel_core import environment as env
 
 from infra.alert_topic import AlertTopic
 from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue
@@ -31,9 +32,9 @@ class Automation(Construct):
                 memory_mb=256,
             ),
             environment={
-                "IDEMPOTENCY_TABLE": idempotency.table_name,
-                "ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-                "DETECTOR_ID": config.detector_id,
+                env.IDEMPOTENCY_TABLE: idempotency.table_name,
+                env.ALERT_TOPIC_ARN: alerts.topic.topic_arn,
+                env.DETECTOR_ID: config.detector_id,
             },
             dead_letter_queue=self.dlq,
         )

@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
+from sentinel_core import environment as lambda_env
 
 from infra.config import LOG_RETENTION_NAMES, SentinelConfig
 from infra.powertools import powertools_layer
@@ -184,9 +185,9 @@ class SentinelFunction(Construct):
             self, "Powertools", architecture=ARCHITECTURE, runtime=RUNTIME, layer_arn=config.powertools_layer_arn
         )
         env = {
-            "SENTINEL_SPEC": config.spec.to_json(),
-            "POWERTOOLS_SERVICE_NAME": fn.package,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            lambda_env.SENTINEL_SPEC: config.spec.to_json(),
+            lambda_env.POWERTOOLS_SERVICE_NAME: fn.package,
+            lambda_env.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             **environment,
         }
         self.function = lambda_.Function(
@@ -248,12 +249,12 @@ def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, descrip
 def alerting_environment(config: SentinelConfig, bucket_name: str, topic_arn: str, table_name: str) -> dict[str, str]:
     """Environment of a function that reads the lake, stores anomaly groups and publishes alerts."""
     env = {
-        "DATA_BUCKET": bucket_name,
-        "ALERT_TOPIC_ARN": topic_arn,
-        "ANOMALY_TABLE": table_name,
-        "DETECTOR_ID": config.detector_id,
-        "ALERT_FILTER": config.alert_filter_json,
+        lambda_env.DATA_BUCKET: bucket_name,
+        lambda_env.ALERT_TOPIC_ARN: topic_arn,
+        lambda_env.ANOMALY_TABLE: table_name,
+        lambda_env.DETECTOR_ID: config.detector_id,
+        lambda_env.ALERT_FILTER: config.alert_filter_json,
     }
     if config.console_base_url:
-        env["CONSOLE_BASE_URL"] = config.console_base_url
+        env[lambda_env.CONSOLE_BASE_URL] = config.console_base_url
     return env

@@ -6,7 +6,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from constructs import Construct
-from sentinel_core import layout
+from sentinel_core import environment, layout
 
 from infra.alert_topic import AlertTopic
 from infra.common import (
@@ -55,8 +55,8 @@ class BuiltinDetector(Construct):
         spec = config.spec
         self.dlq = encrypted_queue(self, "DeadLetters", "detector-dlq")
         env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
-        env["IDEMPOTENCY_TABLE"] = tables.idempotency.table_name
-        env["SCHEDULE_OFFSET_SECONDS"] = str(config.schedule_offset_seconds)
+        env[environment.IDEMPOTENCY_TABLE] = tables.idempotency.table_name
+        env[environment.SCHEDULE_OFFSET_SECONDS] = str(config.schedule_offset_seconds)
         self.fn = SentinelFunction(
             self,
             "Detector",

@@ -17,6 +17,7 @@ import pytest
 from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
+from sentinel_core.environment import ConfigError
 from sentinel_core.spec import get_preset
 
 from tests.support.aws import (
@@ -249,11 +250,11 @@ def test_alert_filter_drops_other_locations(env: Env, monkeypatch: pytest.Monkey
 
 
 def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector import app, runner
+    from detector import app
 
     monkeypatch.delenv("DATA_BUCKET")
     app.runtime.cache_clear()
-    with pytest.raises(runner.ConfigError, match="DATA_BUCKET"):
+    with pytest.raises(ConfigError, match="DATA_BUCKET"):
         env.invoke(LIVE)
 
 
