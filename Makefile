@@ -47,10 +47,10 @@ $(VENV)/.python:
 	@touch $@
 
 # pip checks every file against the lock's hashes; the editable install (no dependencies, the locked setuptools
-# as its build backend) maps sentinel_core, infra and simulator onto this tree.
+# as its build backend) maps the packages onto this tree (PYTHONWARNINGS: setuptools' generic notice on editables).
 define install_lock
 	$(PIP) install --quiet --require-hashes -r $(1)
-	PYTHONWARNINGS=ignore $(PIP) install --quiet --no-deps --no-build-isolation -e .  # (setuptools' notice on editables)
+	PYTHONWARNINGS=ignore $(PIP) install --quiet --no-deps --no-build-isolation -e .
 endef
 
 $(VENV)/.stamp-deploy: requirements/deploy.lock pyproject.toml $(VENV)/.python
