@@ -37,11 +37,11 @@ def test_alerts_routed_to_two_targets_with_different_thresholds_and_filters(
             {"name": "facilities", "threshold": 60, "dimensions": {"LOCATION_ID": ["B-101"]}, "target": team_topic,
              "format": "lookout"},
             {"name": "other-site", "threshold": 10, "dimensions": {"LOCATION_ID": ["C-7"]}, "target": team_topic},
-            {"name": "no2-only", "measures": ["NO2"]},
+            {"name": "no2-only", "threshold": 50, "measures": ["NO2"]},
             {"name": "severe", "threshold": 90},  # the same group, too mild for this one
         ],
     )  # fmt: skip
-    env.put_interval(LIVE, spike=3.0)  # CO at B-101, a mild spike (the seeded data scores it ~72)
+    env.put_interval(LIVE, spike=3.0)  # CO at B-101, a mild spike (the seeded data scores it ~64)
     report = env.invoke(LIVE)
     (group,) = store.list_groups(env.ddb, env.table, DETECTOR)
     assert 60 <= group.score < 90  # between the thresholds of "facilities" and "severe"
