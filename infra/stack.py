@@ -20,6 +20,7 @@ from infra.automation import Automation
 from infra.backtest_job import BacktestJob
 from infra.common import SentinelFunction
 from infra.config import SentinelConfig
+from infra.console import Console
 from infra.delivery import Delivery
 from infra.detector_builtin import BuiltinDetector
 from infra.detector_lookout import LookoutDetector
@@ -59,8 +60,11 @@ class SentinelStack(Stack):
             self.tables = StateTables(self, "State", anomalies=config.engine == "builtin")
         self.detector: BuiltinDetector | None = None
         self.lookout: LookoutDetector | None = None
+        self.console: Console | None = None
         if config.engine == "builtin":
             assert self.tables is not None
+            self.console = Console(self, "Console", config=config, lake=self.lake, tables=self.tables)
+            self.functions += [self.console.api_fn, self.console.archive_fn, self.console.web_deploy_fn]
             self.detector = BuiltinDetector(
                 self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
             )
@@ -70,6 +74,7 @@ class SentinelStack(Stack):
                     self, "Backtest", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
                 )
                 self.functions.append(self.backtest.fn)
+            self._link_alerts_to_console()
         else:
             self.lookout = LookoutDetector(self, "Lookout", config=config, lake=self.lake, alerts=self.alerts)
         self.automation: Automation | None = None
@@ -93,6 +98,14 @@ class SentinelStack(Stack):
             self.iot = IotIngest(self, "IotIngest", config=self.config, delivery=self.delivery)
         if self.kinesis is not None:
             self.kinesis.allow_firehose(self.delivery)
+
+    def _link_alerts_to_console(self) -> None:
+        """Alerts link to the group's console page: the deployed console unless ``console_base_url`` names one."""
+        if self.console is None or self.config.console_base_url:
+            return
+        for stage in (self.detector, self.backtest):
+            if stage is not None:
+                stage.fn.function.add_environment("CONSOLE_BASE_URL", self.console.url)
 
     # -- outputs --------------------------------------------------------------------------------------------
     def _outputs(self) -> None:

@@ -172,6 +172,11 @@ def _unpack_group(item: Mapping[str, Any]) -> AnomalyGroup:
     return group
 
 
+def group_from_item(item: Mapping[str, Any]) -> AnomalyGroup:
+    """A group from its DynamoDB item (attribute values, e.g. a stream record's new image)."""
+    return _unpack_group(item)
+
+
 def save_group(ddb: DynamoDBClient, table: str, group: AnomalyGroup, now: float | None = None) -> None:
     """Insert or update a group; the feedback map people wrote is kept."""
     ddb.update_item(
