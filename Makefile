@@ -58,8 +58,8 @@ format: $(VENV)/.stamp ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-typecheck: $(VENV)/.stamp ## mypy (strict) on infra/, lambdas/, simulator/
-	$(VENV)/bin/mypy infra lambdas simulator app.py
+typecheck: $(VENV)/.stamp ## mypy (strict) on infra/, lambdas/, simulator/, local_aws/
+	$(VENV)/bin/mypy infra lambdas simulator local_aws app.py
 
 bench: setup ## Print the speed, memory and detection-quality figures
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/load.py`` (a representative slice: 1,000 devi
 one full PT5M interval, extrapolated to the hour) or ``--seconds 3600`` for the whole simulated hour
 (3.6 M records, about 10 minutes on two vCPUs).
 
-What runs is the synthesized air-quality stack played by ``simulator.runtime.LocalPipeline`` on moto: every
+What runs is the synthesized air-quality stack played by ``local_aws.LocalPipeline`` on moto: every
 message goes through the IoT topic rule (SQL, Firehose action), Firehose buffering (60 s), the real transform
 Lambda handler (Powertools, validation, normalisation), dynamic partitioning into the per-interval S3 folders and
 the error prefix, and the EventBridge schedule runs the real detector Lambda on each closed interval (warm-up on

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from aws_cdk import Arn, ArnComponents, ArnFormat, Duration, Stack
+from aws_cdk import aws_dynamodb as ddb
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
+from sentinel_core import environment as env
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue
 from infra.config import SentinelConfig
-from infra.state import StateTables
+from infra.state import ITEM_ACTIONS
 
 
 class Automation(Construct):
     def __init__(
-        self, scope: Construct, id_: str, *, config: SentinelConfig, alerts: AlertTopic, tables: StateTables
+        self, scope: Construct, id_: str, *, config: SentinelConfig, alerts: AlertTopic, idempotency: ddb.ITable
     ) -> None:
         super().__init__(scope, id_)
         spec = config.spec
@@ -24,15 +26,15 @@ class Automation(Construct):
             "Automation",
             config=config,
             fn=FunctionSpec(
-                role="automation",
+                package="automation",
                 description="Turns each alert into an IoT command on the affected device's command topic",
                 timeout=Duration.seconds(30),
                 memory_mb=256,
             ),
             environment={
-                "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
-                "ALERT_TOPIC_ARN": alerts.topic.topic_arn,
-                "DETECTOR_ID": config.detector_id,
+                env.IDEMPOTENCY_TABLE: idempotency.table_name,
+                env.ALERT_TOPIC_ARN: alerts.topic.topic_arn,
+                env.DETECTOR_ID: config.detector_id,
             },
             dead_letter_queue=self.dlq,
         )
@@ -47,7 +49,7 @@ class Automation(Construct):
         )
         self.fn.allow("SendCommands", ["iot:Publish"], [command_topics])
         self.fn.allow("FindDataEndpoint", ["iot:DescribeEndpoint"], ["*"])
-        self.fn.allow("Idempotency", StateTables.item_actions(), [tables.idempotency.table_arn])
+        self.fn.allow("Idempotency", ITEM_ACTIONS, [idempotency.table_arn])
         acknowledge(
             self.fn.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/{spec.topic_root}/*/commands]",

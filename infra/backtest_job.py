@@ -20,7 +20,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 from sentinel_core import layout
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.common import (
     FunctionSpec,
     SentinelFunction,
@@ -54,7 +54,6 @@ class BacktestJob(Construct):
     ) -> None:
         super().__init__(scope, id_)
         spec = config.spec
-        assert tables.anomalies is not None
         self.prefix = layout.upload_prefix(spec)
         self.dlq = encrypted_queue(self, "DeadLetters", "backtest-dlq")
         env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
@@ -63,7 +62,7 @@ class BacktestJob(Construct):
             "Job",
             config=config,
             fn=FunctionSpec(
-                role="backtest_job",
+                package="backtest_job",
                 description=f"Backtests each CSV uploaded under {self.prefix}: groups, summary and top alerts",
                 timeout=TIMEOUT,
                 memory_mb=MEMORY_MB,

@@ -1,4 +1,4 @@
-"""Shared building blocks: role markers, the Lambda factory and cdk-nag acknowledgements with reasons."""
+"""Shared building blocks: resource markers, the Lambda factory and cdk-nag acknowledgements with reasons."""
 
 from __future__ import annotations
 
@@ -13,27 +13,30 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
+from sentinel_core import environment as lambda_env
 
-from infra.config import SentinelConfig
+from infra.config import LOG_RETENTION_NAMES, SentinelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ASSET_DIR = ROOT / "lambdas"
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache", "**/.mypy_cache"]
-ROLE_METADATA_KEY = "sentinel:role"
+# The metadata key of a resource marker. Its text stays ``sentinel:role`` (older wording; "role" alone means an IAM
+# role in this code): the local runtime, the integration tests and the README find resources by it.
+MARKER_METADATA_KEY = "sentinel:role"
 POWERTOOLS_ACCOUNT = "017000801446"
 METRICS_NAMESPACE = "MetricSentinel"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
 
-def mark(construct: IConstruct, role: str) -> None:
-    """Tag the CloudFormation resource behind ``construct`` with ``Metadata: {"sentinel:role": role}``.
+def mark(construct: IConstruct, marker: str) -> None:
+    """Tag the CloudFormation resource behind ``construct`` with ``Metadata: {"sentinel:role": marker}``.
 
-    The local runtime and the tests find resources by this role instead of by generated logical ids.
+    The local runtime and the tests find resources by this marker instead of by generated logical ids.
     """
     res = construct if isinstance(construct, CfnResource) else construct.node.default_child
     if not isinstance(res, CfnResource):
         raise TypeError(f"{construct.node.path} has no CloudFormation resource to mark")
-    res.add_metadata(ROLE_METADATA_KEY, role)
+    res.add_metadata(MARKER_METADATA_KEY, marker)
 
 
 def logical_id(construct: IConstruct) -> str:
@@ -85,7 +88,7 @@ KEY_ACCOUNT_ACTIONS: list[str] = [
 ]
 
 
-def sentinel_key(scope: Construct, id_: str, description: str, role: str) -> kms.Key:
+def sentinel_key(scope: Construct, id_: str, description: str, marker: str) -> kms.Key:
     """Customer-managed key with yearly rotation; the key policy delegates to IAM with enumerated actions."""
     policy = iam.PolicyDocument(
         statements=[
@@ -105,7 +108,7 @@ def sentinel_key(scope: Construct, id_: str, description: str, role: str) -> kms
         policy=policy,
         removal_policy=RemovalPolicy.RETAIN,
     )
-    mark(key, role)
+    mark(key, marker)
     return key
 
 
@@ -113,36 +116,12 @@ def log_group(scope: Construct, id_: str, config: SentinelConfig) -> logs.LogGro
     return logs.LogGroup(
         scope,
         id_,
-        retention=logs.RetentionDays(_retention_name(config.log_retention_days)),
+        retention=logs.RetentionDays(LOG_RETENTION_NAMES[config.log_retention_days]),
         removal_policy=RemovalPolicy.DESTROY,
     )
 
 
-def _retention_name(days: int) -> str:
-    names = {
-        1: "ONE_DAY",
-        3: "THREE_DAYS",
-        5: "FIVE_DAYS",
-        7: "ONE_WEEK",
-        14: "TWO_WEEKS",
-        30: "ONE_MONTH",
-        60: "TWO_MONTHS",
-        90: "THREE_MONTHS",
-        120: "FOUR_MONTHS",
-        150: "FIVE_MONTHS",
-        180: "SIX_MONTHS",
-        365: "ONE_YEAR",
-        400: "THIRTEEN_MONTHS",
-        545: "EIGHTEEN_MONTHS",
-        731: "TWO_YEARS",
-        1096: "THREE_YEARS",
-        1827: "FIVE_YEARS",
-        3653: "TEN_YEARS",
-    }
-    return names[days]
-
-
-def encrypted_queue(scope: Construct, id_: str, role: str) -> sqs.Queue:
+def encrypted_queue(scope: Construct, id_: str, marker: str) -> sqs.Queue:
     """A dead-letter queue: SQS-managed encryption, TLS only, 14 days to look at what failed."""
     q = sqs.Queue(
         scope,
@@ -151,17 +130,19 @@ def encrypted_queue(scope: Construct, id_: str, role: str) -> sqs.Queue:
         enforce_ssl=True,
         retention_period=Duration.days(14),
     )
-    mark(q, role)
+    mark(q, marker)
     return q
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    role: str  # handler package and sentinel:role marker: transform, detector, automation, backtest_job
+    """What differs between the pipeline's Lambdas; ``SentinelFunction`` keeps it as ``spec``."""
+
+    package: str  # handler package under lambdas/ (transform, detector, automation, backtest_job); also its marker
     description: str
     timeout: Duration
-    memory_mb: int = 512
-    reserved_concurrency: int | None = None
+    memory_mb: int
+    reserved_concurrency: int | None = None  # None = the account's unreserved pool (only the detector reserves)
 
 
 class SentinelFunction(Construct):
@@ -182,12 +163,13 @@ class SentinelFunction(Construct):
         dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        self.spec = fn
         self.logs = log_group(self, "Logs", config)
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Metric Sentinel {fn.role} function",
+            description=f"Metric Sentinel {fn.package} function",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -203,9 +185,9 @@ class SentinelFunction(Construct):
             f"AWSLambdaPowertoolsPythonV3-python312-x86_64:{config.powertools_layer_version}",
         )
         env = {
-            "SENTINEL_SPEC": config.spec.to_json(),
-            "POWERTOOLS_SERVICE_NAME": fn.role,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            lambda_env.SENTINEL_SPEC: config.spec.to_json(),
+            lambda_env.POWERTOOLS_SERVICE_NAME: fn.package,
+            lambda_env.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             **environment,
         }
         self.function = lambda_.Function(
@@ -213,7 +195,7 @@ class SentinelFunction(Construct):
             "Function",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
-            handler=f"{fn.role}.app.lambda_handler",
+            handler=f"{fn.package}.app.lambda_handler",
             code=lambda_.Code.from_asset(str(LAMBDA_ASSET_DIR), exclude=ASSET_EXCLUDES),
             description=fn.description,
             timeout=fn.timeout,
@@ -226,7 +208,7 @@ class SentinelFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             dead_letter_queue=dead_letter_queue,
         )
-        mark(self.function, fn.role)
+        mark(self.function, fn.package)
         acknowledge(
             self.function,
             "AwsSolutions-L1",
@@ -247,7 +229,7 @@ class SentinelFunction(Construct):
         self.role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
 
 
-def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, description: str, role: str) -> cw.Alarm:
+def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, description: str, marker: str) -> cw.Alarm:
     """An alarm that fires on the first occurrence (Sum >= 1 over one period); no data means nothing happened."""
     alarm = cw.Alarm(
         scope,
@@ -259,19 +241,19 @@ def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, descrip
         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
     )
-    mark(alarm, role)
+    mark(alarm, marker)
     return alarm
 
 
 def alerting_environment(config: SentinelConfig, bucket_name: str, topic_arn: str, table_name: str) -> dict[str, str]:
     """Environment of a function that reads the lake, stores anomaly groups and publishes alerts."""
     env = {
-        "DATA_BUCKET": bucket_name,
-        "ALERT_TOPIC_ARN": topic_arn,
-        "ANOMALY_TABLE": table_name,
-        "DETECTOR_ID": config.detector_id,
-        "ALERT_FILTER": config.alert_filter_json,
+        lambda_env.DATA_BUCKET: bucket_name,
+        lambda_env.ALERT_TOPIC_ARN: topic_arn,
+        lambda_env.ANOMALY_TABLE: table_name,
+        lambda_env.DETECTOR_ID: config.detector_id,
+        lambda_env.ALERT_FILTER: config.alert_filter_json,
     }
     if config.console_base_url:
-        env["CONSOLE_BASE_URL"] = config.console_base_url
+        env[lambda_env.CONSOLE_BASE_URL] = config.console_base_url
     return env

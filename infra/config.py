@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sentinel_core import layout
 from sentinel_core.alerts import AlertFilter, AlertFilterError
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
 from sentinel_core.spec import AGGREGATIONS, MAX_DIMENSIONS, MAX_MEASURES, Measure, PipelineSpec, SpecError, get_preset
@@ -23,7 +22,28 @@ ENGINES: tuple[str, ...] = ("builtin", "lookout")
 DEFAULT_PRESET = "air-quality"
 DEFAULT_ENGINE = "builtin"
 FIREHOSE_BUFFER_SECONDS = 60  # dynamic partitioning needs at least 60 s / 64 MB
-LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+# The retention periods CloudWatch Logs accepts, each with the name of CDK's ``RetentionDays`` member.
+LOG_RETENTION_NAMES: dict[int, str] = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    3653: "TEN_YEARS",
+}
+LOG_RETENTION_DAYS: tuple[int, ...] = tuple(LOG_RETENTION_NAMES)
 
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
@@ -59,24 +79,36 @@ class ConfigError(ValueError):
     """A context value the stack cannot be built with; the message names the key."""
 
 
+def default_stack_name(preset: str) -> str:
+    """One stack per pipeline, named after its preset (two presets deploy side by side in one account)."""
+    return f"MetricSentinel-{preset}"
+
+
+def default_detector_id(preset: str) -> str:
+    """The detector id in alerts and anomaly groups (and the Lookout detector name): one per preset."""
+    return f"metric-sentinel-{preset}"
+
+
 @dataclass(frozen=True)
 class SentinelConfig:
-    """Everything the stack is built from."""
+    """Everything the stack is built from. The defaults here are the only ones: ``from_context`` takes a missing
+    context key's value from these fields, and the tests derive their expectations from them."""
 
     spec: PipelineSpec
+    stack_name: str  # default: default_stack_name(preset)
+    detector_id: str  # default: default_detector_id(preset)
+    detector_name: str  # default: the detector id
     engine: str = DEFAULT_ENGINE
-    stack_name: str = "MetricSentinel-air-quality"
     alert_emails: tuple[str, ...] = ()
     alert_phones: tuple[str, ...] = ()
     ops_emails: tuple[str, ...] = ()  # operations topic (alarms), kept apart from the anomaly alerts
-    log_retention_days: int = 30
-    data_retention_days: int = 365
-    powertools_layer_version: int = 27
-    detector_id: str = "metric-sentinel-air-quality"
-    detector_name: str = "metric-sentinel-air-quality"
+    log_retention_days: int = 30  # a month of function and delivery logs to debug with (CloudWatch Logs' ONE_MONTH)
+    data_retention_days: int = 365  # a year of live data and access logs, then expiry (rejected records: <= 90 days)
+    powertools_layer_version: int = 27  # the AWS-managed Powertools v3 python312 layer the handlers are tested with
     alert_filter_json: str = ""  # normalised JSON of the ALERT_FILTER env var; "" = every alert
+    # Two minutes after an interval closes: Firehose's 60 s buffer has flushed and most late arrivals are in.
     schedule_offset_seconds: int = 120
-    console_base_url: str = ""
+    console_base_url: str = ""  # "" = alerts carry no console link
 
     @property
     def preset(self) -> str:
@@ -85,10 +117,6 @@ class SentinelConfig:
     @property
     def interval_seconds(self) -> int:
         return interval_seconds(self.spec.interval)
-
-    @property
-    def historical_prefix(self) -> str:
-        return layout.historical_prefix(self.spec)
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> SentinelConfig:
@@ -117,19 +145,19 @@ class SentinelConfig:
                     f"context 'alert_phones': {p!r} is not an E.164 phone number (+<country code><number>, "
                     "up to 15 digits, no spaces), e.g. +14155550100"
                 )
-        log_days = _int("log_retention_days", get("log_retention_days"), 30)
+        log_days = _int("log_retention_days", get("log_retention_days"), _default("log_retention_days"))
         if log_days not in LOG_RETENTION_DAYS:
             raise ConfigError(
                 f"context 'log_retention_days': CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))} "
                 f"days, got {log_days}"
             )
-        data_days = _int("data_retention_days", get("data_retention_days"), 365)
+        data_days = _int("data_retention_days", get("data_retention_days"), _default("data_retention_days"))
         if data_days < 1:
             raise ConfigError(f"context 'data_retention_days' must be at least 1 day, got {data_days}")
-        layer = _int("powertools_layer_version", get("powertools_layer_version"), 27)
+        layer = _int("powertools_layer_version", get("powertools_layer_version"), _default("powertools_layer_version"))
         if layer < 1:
             raise ConfigError(f"context 'powertools_layer_version' must be a positive layer version, got {layer}")
-        detector_id = _text("detector_id", get("detector_id") or f"metric-sentinel-{spec.preset}")
+        detector_id = _text("detector_id", get("detector_id") or default_detector_id(spec.preset))
         if not _DETECTOR_ID.match(detector_id):
             raise ConfigError(
                 f"context 'detector_id': {detector_id!r} must be 1-63 letters, digits, '-' or '_' "
@@ -138,11 +166,11 @@ class SentinelConfig:
         detector_name = _text("detector_name", get("detector_name") or detector_id)
         if not _DETECTOR_ID.match(detector_name):
             raise ConfigError(f"context 'detector_name': {detector_name!r} must be 1-63 letters, digits, '-' or '_'")
-        stack_name = _text("stack_name", get("stack_name") or f"MetricSentinel-{spec.preset}")
+        stack_name = _text("stack_name", get("stack_name") or default_stack_name(spec.preset))
         if not _STACK_NAME.match(stack_name):
             raise ConfigError(f"context 'stack_name': {stack_name!r} is not a CloudFormation stack name")
 
-        offset = _int("schedule_offset_seconds", get("schedule_offset_seconds"), 120)
+        offset = _int("schedule_offset_seconds", get("schedule_offset_seconds"), _default("schedule_offset_seconds"))
         step = interval_seconds(spec.interval)
         if offset % 60 or offset < FIREHOSE_BUFFER_SECONDS or offset >= step:
             raise ConfigError(
@@ -151,7 +179,7 @@ class SentinelConfig:
                 f"({step} s), got {offset}"
             )
         filter_json = _alert_filter("alert_filter", get("alert_filter"), spec)
-        console = _text("console_base_url", get("console_base_url") or "")
+        console = _text("console_base_url", get("console_base_url") or _default("console_base_url"))
         # The console's address alerts link to (default: the stack's own console distribution). Plain http only
         # for the offline console on this machine (`python -m simulator console`).
         if console and not re.match(r"^(https://|http://(localhost|127\.0\.0\.1)(:\d+)?(/|$))", console):
@@ -175,6 +203,11 @@ class SentinelConfig:
             schedule_offset_seconds=offset,
             console_base_url=console,
         )
+
+
+def _default(name: str) -> Any:
+    """The default of a ``SentinelConfig`` field (the one place defaults are written)."""
+    return SentinelConfig.__dataclass_fields__[name].default
 
 
 # -- parsing helpers ------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
+from sentinel_core import environment as lambda_env
 from sentinel_core.store import GROUPS_BY_START
 
 from infra.common import (
@@ -198,13 +199,13 @@ class Console(Construct):
             "Api",
             config=config,
             fn=FunctionSpec(
-                role="console_api",
+                package="console_api",
                 description="Lookout-shaped console API: anomaly groups, time series, feedback, runs, data quality",
                 timeout=Duration.seconds(15),
                 memory_mb=512,
                 reserved_concurrency=API_CONCURRENCY,
             ),
-            environment={"ANOMALY_TABLE": table.table_name, "DETECTOR_ID": config.detector_id},
+            environment={lambda_env.ANOMALY_TABLE: table.table_name, lambda_env.DETECTOR_ID: config.detector_id},
         )
         index_arn = f"{table.table_arn}/index/{GROUPS_BY_START}"
         fn.allow("ReadGroupsRunsFeedback", ["dynamodb:GetItem", "dynamodb:Query"], [table.table_arn, index_arn])
@@ -384,7 +385,7 @@ class Console(Construct):
             "WebDeploy",
             config=config,
             fn=FunctionSpec(
-                role="console_web",
+                package="console_web",
                 description="Deploy time: copies the console's web files and config.json into its bucket",
                 timeout=Duration.minutes(2),
                 memory_mb=256,
@@ -429,12 +430,12 @@ class Console(Construct):
             "Archive",
             config=config,
             fn=FunctionSpec(
-                role="console_archive",
+                package="console_archive",
                 description="Writes anomaly groups and feedback to S3 as daily JSON lines (history beyond the TTL)",
                 timeout=Duration.seconds(60),
                 memory_mb=256,
             ),
-            environment={"DATA_BUCKET": lake.bucket.bucket_name, "HISTORY_PREFIX": HISTORY_PREFIX},
+            environment={lambda_env.DATA_BUCKET: lake.bucket.bucket_name, lambda_env.HISTORY_PREFIX: HISTORY_PREFIX},
         )
         fn.allow(
             "ReadStream",

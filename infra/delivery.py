@@ -13,7 +13,7 @@ from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from sentinel_core import layout
+from sentinel_core import environment, layout
 
 from infra.common import FunctionSpec, SentinelFunction, acknowledge, log_group, logical_id, mark
 from infra.config import FIREHOSE_BUFFER_SECONDS, SentinelConfig
@@ -42,12 +42,12 @@ class Delivery(Construct):
             "Transform",
             config=config,
             fn=FunctionSpec(
-                role="transform",
+                package="transform",
                 description="Validates and normalises records, partitions them by their own interval",
                 timeout=Duration.seconds(120),
                 memory_mb=512,
             ),
-            environment={"SCHEDULE_OFFSET_SECONDS": str(config.schedule_offset_seconds)},
+            environment={environment.SCHEDULE_OFFSET_SECONDS: str(config.schedule_offset_seconds)},
         )
         self.logs: logs.LogGroup = log_group(self, "Logs", config)
         stream_logs = logs.LogStream(self, "DeliveryLogs", log_group=self.logs, log_stream_name="S3Delivery")

@@ -6,9 +6,9 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from constructs import Construct
-from sentinel_core import layout
+from sentinel_core import environment, layout
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.common import (
     FunctionSpec,
     SentinelFunction,
@@ -20,7 +20,7 @@ from infra.common import (
     mark,
 )
 from infra.config import SentinelConfig
-from infra.state import StateTables
+from infra.state import ITEM_ACTIONS, StateTables
 from infra.storage import DataLake
 
 
@@ -53,17 +53,16 @@ class BuiltinDetector(Construct):
     ) -> None:
         super().__init__(scope, id_)
         spec = config.spec
-        assert tables.anomalies is not None
         self.dlq = encrypted_queue(self, "DeadLetters", "detector-dlq")
         env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
-        env["IDEMPOTENCY_TABLE"] = tables.idempotency.table_name
-        env["SCHEDULE_OFFSET_SECONDS"] = str(config.schedule_offset_seconds)
+        env[environment.IDEMPOTENCY_TABLE] = tables.idempotency.table_name
+        env[environment.SCHEDULE_OFFSET_SECONDS] = str(config.schedule_offset_seconds)
         self.fn = SentinelFunction(
             self,
             "Detector",
             config=config,
             fn=FunctionSpec(
-                role="detector",
+                package="detector",
                 description=f"Scores the closed {spec.interval} interval, stores groups, publishes alerts",
                 timeout=Duration.seconds(detector_timeout_seconds(config)),
                 memory_mb=1024,
@@ -81,7 +80,7 @@ class BuiltinDetector(Construct):
         fn.allow("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [lake.key.key_arn])
         fn.allow(
             "Tables",
-            StateTables.item_actions(),
+            ITEM_ACTIONS,
             [tables.anomalies.table_arn, tables.idempotency.table_arn],
         )
         alerts.allow_publish(fn.role)

@@ -11,15 +11,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lookoutmetrics as lookout
 from constructs import Construct
 from sentinel_core import layout
+from sentinel_core.records import LOOKOUT_TIMESTAMP_FORMAT
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.common import acknowledge, logical_id, mark
 from infra.config import SentinelConfig
 from infra.delivery import COMPRESSION
 from infra.storage import DataLake
 
 END_OF_SUPPORT = "2025-10-09"
-TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
+TIMESTAMP_FORMAT = LOOKOUT_TIMESTAMP_FORMAT  # the records the transform writes (one constant, in records.py)
 END_OF_SUPPORT_WARNING = (
     f"Amazon Lookout for Metrics reached end of support on {END_OF_SUPPORT}: this stack cannot be deployed with "
     "engine=lookout (CloudFormation rejects AWS::LookoutMetrics::* and boto3 no longer ships a lookoutmetrics "

@@ -3,7 +3,9 @@
 The stack hands :attr:`KinesisIngest.stream` to ``Delivery`` (its ``source_stream``), which makes the delivery
 stream ``KinesisStreamAsSource`` and lets the Firehose role describe and read THIS stream only. What the stream adds
 on top, in :meth:`allow_firehose`: decrypting with THIS stream's key, in its own policy that the delivery stream
-depends on (Firehose checks its role when the delivery stream is created). Producers get :meth:`grant_write`.
+depends on (Firehose checks its role when the delivery stream is created). Producers are the account's own
+principals: the stack grants none (an operator's IAM identity, or the simulator's credentials, needs
+``kinesis:PutRecords`` and the key's ``kms:GenerateDataKey``).
 
 Firehose refuses its own server-side encryption input on a Kinesis-sourced delivery stream: the data is encrypted
 at rest here (customer-managed key, yearly rotation) and in S3 by the data lake's key.
@@ -70,7 +72,3 @@ class KinesisIngest(Construct):
         )
         delivery.stream.node.add_dependency(policy)
         return policy
-
-    def grant_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """PutRecord(s) for a producer (the stream's key included)."""
-        return self.stream.grant_write(grantee)

@@ -31,15 +31,15 @@ evaluation range stays within one day):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import cdk_monitoring_constructs as mc
-from aws_cdk import Aws, CfnOutput, Duration
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -47,9 +47,6 @@ from constructs import Construct
 
 from infra.common import METRICS_NAMESPACE, SentinelFunction, mark, sentinel_key
 from infra.config import FIREHOSE_BUFFER_SECONDS, SentinelConfig
-
-if TYPE_CHECKING:
-    from infra.stack import SentinelStack
 
 PERIOD = Duration.minutes(5)
 TRANSFORM_FAILURE_PERCENT = 5
@@ -69,17 +66,70 @@ def alarm_period(interval_seconds: int) -> Duration:
     return Duration.seconds(min(MAX_EVALUATION_SECONDS, max(60, interval_seconds)))
 
 
-class Monitoring(Construct):
-    """Dashboard + alarms for one ``SentinelStack``. Create it last: it discovers the stack's functions, queues,
-    alarms and IoT rule from the construct tree, so stages added later are picked up without changes here."""
+@dataclass(frozen=True)
+class WatchedFunction:
+    """A pipeline Lambda; ``errors_alarm`` is its stage's own errors alarm (None: Monitoring adds a fault alarm)."""
 
-    def __init__(self, scope: Construct, id_: str, *, stack: SentinelStack) -> None:
+    function: SentinelFunction
+    errors_alarm: cw.Alarm | None = None
+
+
+@dataclass(frozen=True)
+class WatchedQueue:
+    """A dead-letter queue of stage ``owner``; ``not_empty_alarm`` is the stage's own (None: Monitoring adds one)."""
+
+    queue: sqs.Queue
+    owner: str
+    not_empty_alarm: cw.Alarm | None = None
+
+
+@dataclass(frozen=True)
+class WatchedIotRule:
+    """The IoT topic rule and the log group its error action writes to."""
+
+    rule: iot.CfnTopicRule
+    error_logs: logs.ILogGroup
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What the operations dashboard and alarms watch, handed over by the stack (nothing is looked up here).
+
+    ``functions`` and ``queues`` are in dashboard order. ``detector`` gets the missed-schedule alarm and the
+    detector-runs section; ``upload_job`` (S3-upload ingest) the "no upload processed for a day" alarm.
+    """
+
+    delivery_stream: firehose.CfnDeliveryStream
+    alert_topic: sns.Topic
+    functions: tuple[WatchedFunction, ...]
+    queues: tuple[WatchedQueue, ...] = ()
+    detector: SentinelFunction | None = None
+    upload_job: SentinelFunction | None = None
+    iot_rule: WatchedIotRule | None = None
+
+    @property
+    def stage_alarms(self) -> tuple[cw.Alarm, ...]:
+        """The alarms the stages made themselves (detector / backtest errors and DLQs)."""
+        own = [f.errors_alarm for f in self.functions] + [q.not_empty_alarm for q in self.queues]
+        return tuple(a for a in own if a is not None)
+
+
+class Monitoring(Construct):
+    """Dashboard + alarms for one pipeline: the stack creates it last and passes what it built (``Watched``)."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: SentinelConfig, watched: Watched) -> None:
         super().__init__(scope, id_)
-        config: SentinelConfig = stack.config
         spec = config.spec
         self.config = config
-        existing_alarms = [c for c in stack.node.find_all() if isinstance(c, cw.Alarm)]
         self.topic = self._operations_topic(config)
+        dashboards = mc.DefaultDashboardFactory(
+            self,
+            "Dashboards",
+            dashboard_name_prefix=config.stack_name,
+            create_dashboard=True,
+            create_summary_dashboard=False,
+            create_alarm_dashboard=False,
+        )
         self.facade = mc.MonitoringFacade(
             self,
             "Facade",
@@ -90,30 +140,27 @@ class Monitoring(Construct):
                 datapoints_to_alarm=1,
             ),
             metric_factory_defaults=mc.MetricFactoryDefaults(period=PERIOD),
-            dashboard_factory=mc.DefaultDashboardFactory(
-                self,
-                "Dashboards",
-                dashboard_name_prefix=config.stack_name,
-                create_dashboard=True,
-                create_summary_dashboard=False,
-                create_alarm_dashboard=False,
-            ),
+            dashboard_factory=dashboards,
         )
         self.facade.add_large_header(f"Metric Sentinel — {spec.preset} ({config.engine} engine, {spec.interval})")
-        stream_name = stack.delivery.stream.ref
-        self._ingest_and_delivery(stack, stream_name)
-        self._transform(stack)
-        self._iot_rule(stack)
-        self._functions(stack)
-        self._detector(stack)
-        self._queues(stack)
-        self._alert_topic(stack)
+        self._ingest_and_delivery(watched.delivery_stream.ref)
+        self._transform()
+        if watched.iot_rule is not None:
+            self._iot_rule(watched.iot_rule)
+        self._functions(watched)
+        if watched.detector is not None:
+            self._detector()
+        self._queues(watched.queues)
+        self._alert_topic(watched.alert_topic)
         # Alarms the stages made themselves (detector / backtest errors and DLQs): same operations topic.
         action = cw_actions.SnsAction(self.topic)
-        for alarm in existing_alarms:
+        for alarm in watched.stage_alarms:
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
-        self.dashboard = self._the_dashboard()
+        if dashboards.dashboard is None:  # create_dashboard=True above: the facade made it
+            raise RuntimeError("the dashboard factory made no dashboard")
+        self.dashboard: cw.Dashboard = dashboards.dashboard
+        stack = Stack.of(self)
         CfnOutput(stack, "OperationsTopicArn", value=self.topic.topic_arn, description="Subscribe on-call here")
         CfnOutput(stack, "DashboardName", value=self.dashboard.dashboard_name, description="CloudWatch dashboard")
 
@@ -162,7 +209,7 @@ class Monitoring(Construct):
             label=label,
         )
 
-    def _ingest_and_delivery(self, stack: SentinelStack, stream: str) -> None:
+    def _ingest_and_delivery(self, stream: str) -> None:
         config = self.config
         interval = config.interval_seconds
         incoming = self._firehose("IncomingRecords", stream, "Sum", "records ingested (Firehose)")
@@ -255,7 +302,7 @@ class Monitoring(Construct):
             label=label,
         )
 
-    def _transform(self, stack: SentinelStack) -> None:
+    def _transform(self) -> None:
         m = {
             name: self._powertools("transform", name, label)
             for name, label in (
@@ -299,58 +346,54 @@ class Monitoring(Construct):
             ],
         )
 
-    def _iot_rule(self, stack: SentinelStack) -> None:
-        ingest = stack.iot
-        if ingest is None:
-            return
-        rules = [c for c in ingest.node.find_all() if isinstance(c, iot.CfnTopicRule)]
+    def _iot_rule(self, watched: WatchedIotRule) -> None:
         logs.MetricFilter(
             self,
             "IotRuleErrors",
-            log_group=ingest.error_logs,
+            log_group=watched.error_logs,
             filter_pattern=logs.FilterPattern.exists("$.ruleName"),
             metric_namespace=METRICS_NAMESPACE,
             metric_name=IOT_ERROR_METRIC,
             metric_value="1",
             dimensions={"RuleName": "$.ruleName"},
         )
+        rule = watched.rule
         metrics: list[cw.Metric | mc.CustomMetricWithAlarm] = []
-        for rule in rules:
-            errors = cw.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=IOT_ERROR_METRIC,
-                dimensions_map={"RuleName": rule.ref},
-                statistic="Sum",
-                period=PERIOD,
-                label="error action invoked",
-            )
-            metrics.append(
-                mc.CustomMetricWithAlarm(
-                    metric=errors,
-                    alarm_friendly_name="IotRuleErrorAction",
-                    add_alarm={
-                        "Critical": mc.CustomThreshold(
-                            threshold=1,
-                            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                            evaluation_periods=1,
-                            treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                            alarm_description_override="The IoT topic rule could not put messages into Firehose; "
-                            "its error action logged them (payload included) in the rule-errors log group",
-                        )
-                    },
-                )
-            )
-            for name, label in (("TopicMatch", "messages matched"), ("ParseError", "SQL parse errors")):
-                metrics.append(
-                    cw.Metric(
-                        namespace="AWS/IoT",
-                        metric_name=name,
-                        dimensions_map={"RuleName": rule.ref},
-                        statistic="Sum",
-                        period=PERIOD,
-                        label=label,
+        errors = cw.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=IOT_ERROR_METRIC,
+            dimensions_map={"RuleName": rule.ref},
+            statistic="Sum",
+            period=PERIOD,
+            label="error action invoked",
+        )
+        metrics.append(
+            mc.CustomMetricWithAlarm(
+                metric=errors,
+                alarm_friendly_name="IotRuleErrorAction",
+                add_alarm={
+                    "Critical": mc.CustomThreshold(
+                        threshold=1,
+                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                        evaluation_periods=1,
+                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                        alarm_description_override="The IoT topic rule could not put messages into Firehose; "
+                        "its error action logged them (payload included) in the rule-errors log group",
                     )
+                },
+            )
+        )
+        for name, label in (("TopicMatch", "messages matched"), ("ParseError", "SQL parse errors")):
+            metrics.append(
+                cw.Metric(
+                    namespace="AWS/IoT",
+                    metric_name=name,
+                    dimensions_map={"RuleName": rule.ref},
+                    statistic="Sum",
+                    period=PERIOD,
+                    label=label,
                 )
+            )
         self.facade.add_medium_header("IoT topic rule")
         self.facade.monitor_custom(
             alarm_friendly_name="IotRule",
@@ -358,35 +401,31 @@ class Monitoring(Construct):
             metric_groups=[mc.CustomMetricGroup(title="Messages and rule errors", metrics=metrics)],
         )
 
-    def _functions(self, stack: SentinelStack) -> None:
-        """Standard Lambda widgets; a fault alarm for functions whose construct has no errors alarm of its own;
-        the missed-schedule alarm on the detector."""
-        covered = {
-            id(getattr(c, "fn", None))
-            for c in stack.node.find_all()
-            if isinstance(getattr(c, "errors_alarm", None), cw.Alarm)
-        }
-        detector = stack.detector.fn if stack.detector is not None else None
+    def _functions(self, watched: Watched) -> None:
+        """Standard Lambda widgets; a fault alarm for functions whose stage has no errors alarm of its own;
+        the missed-schedule alarm on the detector, the no-upload alarm on the upload job."""
         interval = self.config.interval_seconds
         self.facade.add_medium_header("Functions")
-        for fn in _functions(stack):
-            role = _role(fn)
+        for w in watched.functions:
+            fn = w.function
+            name = fn.spec.package
             kwargs: dict[str, object] = {}
-            if id(fn) not in covered:
+            if w.errors_alarm is None:
                 kwargs["add_fault_count_alarm"] = {
                     "Critical": mc.ErrorCountThreshold(
                         max_error_count=0,
-                        alarm_description_override=f"The {role} Lambda raised (its batch or event is retried)",
+                        alarm_description_override=f"The {name} Lambda raised (its batch or event is retried)",
                     )
                 }
-            if fn is detector or (self.config.spec.ingest == "s3" and role == "backtest_job"):
+            if fn is watched.detector or fn is watched.upload_job:
                 # detector: a missed schedule; S3-upload ingest: no upload processed (no data) for that long
-                every = interval if fn is detector else MAX_EVALUATION_SECONDS
+                is_detector = fn is watched.detector
+                every = interval if is_detector else MAX_EVALUATION_SECONDS
                 n = intervals_within_a_day(every, MISSED_RUNS)
                 what = (
                     f"The detector was not invoked for {n} interval(s): the schedule is disabled or failing; "
                     "intervals are caught up on the next run"
-                    if fn is detector
+                    if is_detector
                     else "No upload was processed for a day: the daily file did not arrive"
                 )
                 kwargs["add_min_invocations_count_alarm"] = {
@@ -401,14 +440,12 @@ class Monitoring(Construct):
                 }
             self.facade.monitor_lambda_function(
                 lambda_function=fn.function,
-                alarm_friendly_name=f"{role.replace('_', ' ').title().replace(' ', '')}Function",
-                human_readable_name=f"{role} Lambda",
+                alarm_friendly_name=f"{name.replace('_', ' ').title().replace(' ', '')}Function",
+                human_readable_name=f"{name} Lambda",
                 **kwargs,  # type: ignore[arg-type]
             )
 
-    def _detector(self, stack: SentinelStack) -> None:
-        if stack.detector is None:
-            return
+    def _detector(self) -> None:
         names = (
             ("SeriesScored", "series scored"),
             ("Anomalies", "anomalous points"),
@@ -434,19 +471,13 @@ class Monitoring(Construct):
             ],
         )
 
-    def _queues(self, stack: SentinelStack) -> None:
-        covered = {
-            id(getattr(c, "dlq", None))
-            for c in stack.node.find_all()
-            if isinstance(getattr(c, "dlq_alarm", None), cw.Alarm)
-        }
-        queues = [c for c in stack.node.find_all() if isinstance(c, sqs.Queue)]
+    def _queues(self, queues: tuple[WatchedQueue, ...]) -> None:
         if queues:
             self.facade.add_medium_header("Dead-letter queues")
-        for q in queues:
-            owner = q.node.scope.node.id if q.node.scope is not None else q.node.id
+        for w in queues:
+            owner = w.owner
             kwargs: dict[str, object] = {}
-            if id(q) not in covered:
+            if w.not_empty_alarm is None:
                 kwargs["add_queue_max_size_alarm"] = {
                     "Critical": mc.MaxMessageCountThreshold(
                         max_message_count=0,
@@ -455,15 +486,15 @@ class Monitoring(Construct):
                     )
                 }
             self.facade.monitor_sqs_queue(
-                queue=q,
+                queue=w.queue,
                 alarm_friendly_name=f"{owner}DeadLetters",
                 human_readable_name=f"{owner} dead-letter queue",
                 **kwargs,  # type: ignore[arg-type]
             )
 
-    def _alert_topic(self, stack: SentinelStack) -> None:
-        failed = stack.alerts.topic.metric_number_of_notifications_failed(period=PERIOD, statistic="Sum")
-        published = stack.alerts.topic.metric_number_of_messages_published(period=PERIOD, statistic="Sum")
+    def _alert_topic(self, topic: sns.Topic) -> None:
+        failed = topic.metric_number_of_notifications_failed(period=PERIOD, statistic="Sum")
+        published = topic.metric_number_of_messages_published(period=PERIOD, statistic="Sum")
         self.facade.add_medium_header("Alerts")
         self.facade.monitor_custom(
             alarm_friendly_name="AlertTopic",
@@ -491,23 +522,3 @@ class Monitoring(Construct):
                 )
             ],
         )
-
-    def _the_dashboard(self) -> cw.Dashboard:
-        dashboards = [c for c in self.node.find_all() if isinstance(c, cw.Dashboard)]
-        if len(dashboards) != 1:
-            raise RuntimeError(f"expected exactly one dashboard per pipeline, the facade made {len(dashboards)}")
-        return dashboards[0]
-
-
-def _functions(stack: SentinelStack) -> Iterable[SentinelFunction]:
-    seen: set[int] = set()
-    for c in stack.node.find_all():
-        if isinstance(c, SentinelFunction) and id(c) not in seen:
-            seen.add(id(c))
-            yield c
-
-
-def _role(fn: SentinelFunction) -> str:
-    handler = fn.function.node.default_child
-    text = str(getattr(handler, "handler", "") or "")
-    return text.split(".", 1)[0] if text else fn.node.id.lower()

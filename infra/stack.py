@@ -1,9 +1,10 @@
 """The Metric Sentinel stack: one construct per stage, wired by the preset's ingest and the detector engine.
 
-Extension points (later issues):
-- ``_source_stream``: returns the Kinesis data stream Firehose reads from (ecommerce's ``kinesis`` ingest) or None
-  for Direct PUT; ``_attach_ingest`` adds the ingest-specific front (IoT rule today; S3-upload backtest Lambda).
-- ``self.functions`` / alarms on the stage constructs: what a monitoring construct (dashboards) picks up.
+Wiring is explicit: each stage gets the constructs it uses as arguments, and ``Monitoring`` (created last) gets
+what it watches as one ``Watched`` value built here from the stage constructs; nothing is looked up in the
+construct tree. Ingest variants: ``_source_stream`` returns the Kinesis data stream Firehose reads from
+(ecommerce's ``kinesis`` ingest) or None for Direct PUT; ``_attach_ingest`` adds the IoT rule (``iot`` ingest) and
+lets Firehose decrypt the Kinesis source. The S3-upload ingest (loyalty) is the backtest job of the builtin engine.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_kinesis as kinesis
 from constructs import Construct
+from sentinel_core import environment as lambda_env
 from sentinel_core import layout
 
-from infra.alerts import AlertTopic
+from infra.alert_topic import AlertTopic
 from infra.automation import Automation
 from infra.backtest_job import BacktestJob
-from infra.common import SentinelFunction
 from infra.config import SentinelConfig
 from infra.console import Console
 from infra.delivery import Delivery
@@ -26,8 +27,8 @@ from infra.detector_builtin import BuiltinDetector
 from infra.detector_lookout import LookoutDetector
 from infra.ingest_iot import IotIngest
 from infra.ingest_kinesis import KinesisIngest
-from infra.monitoring import Monitoring
-from infra.state import StateTables
+from infra.monitoring import Monitoring, Watched, WatchedFunction, WatchedIotRule, WatchedQueue
+from infra.state import IdempotencyTable, StateTables
 from infra.storage import DataLake
 
 
@@ -43,47 +44,41 @@ class SentinelStack(Stack):
         )
         self.config = config
         self.kinesis: KinesisIngest | None = None
+        self.iot: IotIngest | None = None
+        self.tables: StateTables | None = None
+        self.detector: BuiltinDetector | None = None
         self.backtest: BacktestJob | None = None
+        self.lookout: LookoutDetector | None = None
+        self.automation: Automation | None = None
+        self.console: Console | None = None
         Tags.of(self).add("project", "metric-sentinel")
         Tags.of(self).add("preset", spec.preset)
 
         self.lake = DataLake(self, "DataLake", config=config)
         self.delivery = Delivery(self, "Delivery", config=config, lake=self.lake, source_stream=self._source_stream())
         self.alerts = AlertTopic(self, "Alerts", config=config)
-        self.functions: list[SentinelFunction] = [self.delivery.transform]
-        self.iot: IotIngest | None = None
         self._attach_ingest()
 
-        uses_iot = spec.ingest == "iot"
-        self.tables: StateTables | None = None
-        if config.engine == "builtin" or uses_iot:
-            self.tables = StateTables(self, "State", anomalies=config.engine == "builtin")
-        self.detector: BuiltinDetector | None = None
-        self.lookout: LookoutDetector | None = None
-        self.console: Console | None = None
         if config.engine == "builtin":
-            assert self.tables is not None
+            self.tables = StateTables(self, "State")
             self.console = Console(self, "Console", config=config, lake=self.lake, tables=self.tables)
-            self.functions += [self.console.api_fn, self.console.archive_fn, self.console.web_deploy_fn]
             self.detector = BuiltinDetector(
                 self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
             )
-            self.functions.append(self.detector.fn)
             if spec.ingest == "s3":  # uploads (loyalty): each CSV is backtested by its own job
                 self.backtest = BacktestJob(
                     self, "Backtest", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
                 )
-                self.functions.append(self.backtest.fn)
             self._link_alerts_to_console()
         else:
             self.lookout = LookoutDetector(self, "Lookout", config=config, lake=self.lake, alerts=self.alerts)
-        self.automation: Automation | None = None
-        if uses_iot:
-            assert self.tables is not None
-            self.automation = Automation(self, "Automation", config=config, alerts=self.alerts, tables=self.tables)
-            self.functions.append(self.automation.fn)
+        if spec.ingest == "iot":
+            # The same "State" scope as the builtin engine's tables: the idempotency table keeps its logical id.
+            state = self.tables if self.tables is not None else IdempotencyTable(self, "State")
+            idempotency = state.idempotency
+            self.automation = Automation(self, "Automation", config=config, alerts=self.alerts, idempotency=idempotency)
         self._outputs()
-        self.monitoring = Monitoring(self, "Operations", stack=self)  # last: it watches what the stages built
+        self.monitoring = Monitoring(self, "Operations", config=config, watched=self._watched())
 
     # -- ingest hooks -------------------------------------------------------------------------------------------
     def _source_stream(self) -> kinesis.IStream | None:
@@ -105,7 +100,35 @@ class SentinelStack(Stack):
             return
         for stage in (self.detector, self.backtest):
             if stage is not None:
-                stage.fn.function.add_environment("CONSOLE_BASE_URL", self.console.url)
+                stage.fn.function.add_environment(lambda_env.CONSOLE_BASE_URL, self.console.url)
+
+    # -- what the operations dashboard watches ------------------------------------------------------------------
+    def _watched(self) -> Watched:
+        """The stages' functions, dead-letter queues, own alarms, delivery stream, IoT rule and alert topic."""
+        functions = [WatchedFunction(self.delivery.transform)]
+        queues: list[WatchedQueue] = []
+        if self.detector is not None:
+            functions.append(WatchedFunction(self.detector.fn, self.detector.errors_alarm))
+            queues.append(WatchedQueue(self.detector.dlq, self.detector.node.id, self.detector.dlq_alarm))
+        if self.backtest is not None:
+            functions.append(WatchedFunction(self.backtest.fn, self.backtest.errors_alarm))
+            queues.append(WatchedQueue(self.backtest.dlq, self.backtest.node.id, self.backtest.dlq_alarm))
+        if self.automation is not None:
+            functions.append(WatchedFunction(self.automation.fn))
+            queues.append(WatchedQueue(self.automation.dlq, self.automation.node.id))
+        if self.console is not None:
+            functions += [WatchedFunction(f) for f in (self.console.api_fn, self.console.archive_fn)]
+            functions.append(WatchedFunction(self.console.web_deploy_fn))
+            queues.append(WatchedQueue(self.console.archive_dlq, "ConsoleArchive"))
+        return Watched(
+            delivery_stream=self.delivery.stream,
+            alert_topic=self.alerts.topic,
+            functions=tuple(functions),
+            queues=tuple(queues),
+            detector=self.detector.fn if self.detector is not None else None,
+            upload_job=self.backtest.fn if self.backtest is not None else None,
+            iot_rule=WatchedIotRule(self.iot.rule, self.iot.error_logs) if self.iot is not None else None,
+        )
 
     # -- outputs --------------------------------------------------------------------------------------------
     def _outputs(self) -> None:
@@ -116,11 +139,11 @@ class SentinelStack(Stack):
         CfnOutput(self, "LivePrefix", value=layout.live_root(spec), description="Per-interval folders")
         CfnOutput(self, "HistoricalPrefix", value=layout.historical_prefix(spec), description="Upload history here")
         if self.iot is not None:
-            CfnOutput(self, "TelemetryTopicFilter", value=spec.telemetry_topic_filter)
+            CfnOutput(self, "TelemetryTopicFilter", value=self.config.spec.telemetry_topic_filter)
             CfnOutput(self, "DevicePolicyName", value=self.iot.device_policy.ref)
         if self.detector is not None:
             CfnOutput(self, "DetectorFunctionName", value=self.detector.fn.function.function_name)
             # The feedback CLI reads it from `cdk deploy --outputs-file` to find groups without a table scan.
             CfnOutput(self, "DetectorId", value=self.config.detector_id, description="Detector id in alerts and groups")
-        if self.tables is not None and self.tables.anomalies is not None:
+        if self.tables is not None:
             CfnOutput(self, "AnomalyTableName", value=self.tables.anomalies.table_name)

@@ -1,5 +1,10 @@
-"""DynamoDB tables: anomaly groups, feedback and runs (TTL ``ttl``, a stream, the by-start index) and Powertools
-idempotency records (TTL ``expiration``)."""
+"""DynamoDB tables: anomaly groups, feedback and detector runs (TTL ``ttl``; a stream and the by-start index for the
+console) and Powertools idempotency records (TTL ``expiration``).
+
+The builtin engine stores anomaly groups and makes its runs idempotent: ``StateTables`` (both tables). The alert
+automation of the IoT presets needs only the idempotency table, with either engine: ``IdempotencyTable``. The stack
+creates one of the two under the id ``State``, so the tables keep their logical ids whichever it is.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,20 @@ from sentinel_core.store import GROUPS_BY_START
 
 from infra.common import mark
 
+# The item calls the store, the alert ledger and Powertools idempotency make (no Batch*, no table-level actions).
+ITEM_ACTIONS: list[str] = [
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+]
 
-def _table(scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, role: str, stream: bool = False) -> ddb.Table:
+
+def _table(
+    scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, *, retain: bool, marker: str, stream: bool = False
+) -> ddb.Table:
     table = ddb.Table(
         scope,
         id_,
@@ -21,32 +38,39 @@ def _table(scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, role: 
         time_to_live_attribute=ttl,
         point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
         encryption=ddb.TableEncryption.AWS_MANAGED,
-        removal_policy=RemovalPolicy.RETAIN if role == "anomaly-table" else RemovalPolicy.DESTROY,
+        removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         # New images feed the console's history archive (groups and feedback kept in S3 beyond the 90-day TTL).
         stream=ddb.StreamViewType.NEW_IMAGE if stream else None,
     )
-    mark(table, role)
+    mark(table, marker)
     return table
 
 
-class StateTables(Construct):
-    def __init__(self, scope: Construct, id_: str, *, anomalies: bool) -> None:
-        super().__init__(scope, id_)
-        self.anomalies: ddb.Table | None = (
-            _table(self, "Anomalies", "pk", "sk", "ttl", "anomaly-table", stream=True) if anomalies else None
-        )
-        if self.anomalies is not None:
-            # The console lists groups by time range with a Query on this index (sentinel_core.store.query_groups).
-            self.anomalies.add_global_secondary_index(
-                index_name=GROUPS_BY_START,
-                partition_key=ddb.Attribute(name="pk", type=ddb.AttributeType.STRING),
-                sort_key=ddb.Attribute(name="gsi_start", type=ddb.AttributeType.STRING),
-                projection_type=ddb.ProjectionType.ALL,
-            )
-        self.idempotency = _table(self, "Idempotency", "id", None, "expiration", "idempotency-table")
+def _idempotency_table(scope: Construct) -> ddb.Table:
+    # Idempotency records only bridge retries (they expire): nothing to keep when the stack goes.
+    return _table(scope, "Idempotency", "id", None, "expiration", retain=False, marker="idempotency-table")
 
-    @staticmethod
-    def item_actions(read_only: bool = False) -> list[str]:
-        reads = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
-        writes = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
-        return reads if read_only else reads + writes
+
+class StateTables(Construct):
+    """The builtin engine's state: anomaly groups with their feedback (kept on stack deletion) and idempotency."""
+
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        # Anomaly groups carry the operators' feedback: retained when the stack is deleted.
+        self.anomalies = _table(self, "Anomalies", "pk", "sk", "ttl", retain=True, marker="anomaly-table", stream=True)
+        # The console lists groups by time range with a Query on this index (sentinel_core.store.query_groups).
+        self.anomalies.add_global_secondary_index(
+            index_name=GROUPS_BY_START,
+            partition_key=ddb.Attribute(name="pk", type=ddb.AttributeType.STRING),
+            sort_key=ddb.Attribute(name="gsi_start", type=ddb.AttributeType.STRING),
+            projection_type=ddb.ProjectionType.ALL,
+        )
+        self.idempotency = _idempotency_table(self)
+
+
+class IdempotencyTable(Construct):
+    """Only the idempotency table: the alert automation with the lookout engine (no anomaly groups stored)."""
+
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        self.idempotency = _idempotency_table(self)

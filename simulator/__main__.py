@@ -1,4 +1,4 @@
-"""``python -m simulator``: the Metric Sentinel command line."""
+"""``python -m simulator``: the Metric Sentinel command line (also installed as the ``sentinel`` console script)."""
 
 from simulator.cli import main
 

@@ -36,8 +36,9 @@ from sentinel_core import layout, store
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds
 from sentinel_core.spec import PipelineSpec, get_preset
 
+from local_aws import LocalKinesis
 from simulator import datagen, demo_run
-from simulator.streaming import KinesisSender, LocalKinesis, broken_checkout, page_view_events
+from simulator.streaming import KinesisSender, broken_checkout, event_arrival, page_view_events
 from simulator.uploads import generate_upload
 
 LOYALTY_END = datetime(2026, 3, 19, tzinfo=UTC)  # the demo's fixed "today" (a Thursday)
@@ -217,7 +218,7 @@ def run_ecommerce_demo(
             f"combinations) into Kinesis {stream.physical}; checkout breaks {labels[0].start:%H:%M}-"
             f"{labels[0].end + timedelta(seconds=step):%H:%M} UTC (simulated time)"
         )
-        sender = KinesisSender(LocalKinesis(pipeline, spec), stream.physical, rate=None)
+        sender = KinesisSender(LocalKinesis(pipeline, event_arrival(spec)), stream.physical, rate=None)
         seen = 0
 
         def collect(at: datetime) -> None:

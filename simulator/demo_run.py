@@ -4,7 +4,7 @@
 
 1. synthesize the CDK app (``infra.app.build_app``) into ``<out>/cdk.out``, or reuse that assembly when neither the
    context nor any source file changed since (a stamp file holds their hash), and load it with the local runtime
-   (``simulator.runtime.LocalPipeline``), which creates the stack's buckets, topics, tables and queues in moto;
+   (``local_aws.LocalPipeline``), which creates the stack's buckets, topics, tables and queues in moto;
 2. generate a clean history (``simulator.datagen``) and upload it under the historical prefix;
 3. replay the live window interval by interval in simulated time: every location publishes its reading on its
    telemetry topic a few seconds after the interval closes (a few malformed payloads among them), the topic rule
@@ -280,7 +280,7 @@ def silence_jsii_node_banner() -> None:
 
 def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[Any, bool]:
     """The local runtime for the synthesized stack; (pipeline, True when it was synthesized now)."""
-    from simulator.runtime import LocalPipeline
+    from local_aws import LocalPipeline
 
     context = synth_context(spec)
     stamp = outdir / ".demo-source-hash"
@@ -635,7 +635,7 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
         nonlocal seen_notifications, seen_commands
         fired_at = None
         for name, at, response in results:
-            if pipeline.function(name).role != "detector":
+            if pipeline.function(name).package != "detector":
                 continue
             fired_at = at
             counts.detector_runs += 1
@@ -781,7 +781,7 @@ def _error_entries(
     pipeline: Any, s3: Any, bucket: str, spec: PipelineSpec, objects: list[tuple[str, int]], counts: Counts
 ) -> list[report.ErrorEntry]:
     """Each error document under the error prefix with its reason, re-derived by the transform's own code."""
-    from simulator.runtime.functions import load_handler
+    from local_aws.functions import load_handler
 
     transform = pipeline.function("transform")
     explain: Callable[[dict[str, Any], PipelineSpec], tuple[str, str]] = load_handler(

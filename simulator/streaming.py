@@ -10,8 +10,8 @@
   backoff and full jitter, and rate-limits with a token bucket (records per second). Entries that still fail after
   ``max_attempts`` are kept (``failed``) with their last error, never silently dropped. Sleep and clock are
   injectable so the tests run instantly.
-* :class:`LocalKinesis` gives the offline runtime (``simulator.runtime.LocalPipeline``) a ``put_records`` so the
-  same sender drives Kinesis -> Firehose -> transform -> S3 in tests and the demo.
+* :func:`event_arrival` tells ``local_aws.LocalKinesis`` (the offline runtime as a Kinesis client) when each
+  replayed event arrives, so the same sender drives Kinesis -> Firehose -> transform -> S3 in tests and the demo.
 """
 
 from __future__ import annotations
@@ -306,36 +306,17 @@ def _error_code(exc: Exception) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Offline: the local runtime as a Kinesis client
+# Offline: when a replayed event reaches the local runtime
 # ----------------------------------------------------------------------------------------------------------------
-class LocalKinesis:
-    """``put_records`` on a :class:`simulator.runtime.LocalPipeline`: each record goes into moto's stream and on to
-    the Firehose that reads it. Arrival time (the transform's "now") is ``clock()`` when given, else the event's own
-    time plus ``latency``, so replayed traffic arrives when it would have live (a producer with a wrong clock is
-    played with an explicit ``clock``)."""
+def event_arrival(spec: PipelineSpec, latency: timedelta = timedelta(seconds=2)) -> Callable[[bytes], datetime | None]:
+    """An arrival callback for :class:`local_aws.LocalKinesis`: the event's own time plus ``latency``, so replayed
+    traffic arrives when it would have live; a record that is not one of our events arrives at the pipeline's
+    current time (``None``)."""
 
-    def __init__(
-        self,
-        pipeline: Any,
-        spec: PipelineSpec,
-        latency: timedelta = timedelta(seconds=2),
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.spec = spec
-        self.latency = latency
-        self.clock = clock
+    def arrival(data: bytes) -> datetime | None:
+        try:
+            return parse_timestamp(json.loads(data)[spec.timestamp_column]) + latency
+        except (ValueError, KeyError, TypeError):
+            return None
 
-    def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
-        out: list[dict[str, Any]] = []
-        for rec in Records:
-            data = rec["Data"]
-            at: datetime | None = self.clock() if self.clock is not None else None
-            if at is None:
-                try:
-                    at = parse_timestamp(json.loads(data)[self.spec.timestamp_column]) + self.latency
-                except (ValueError, KeyError, TypeError):
-                    at = None  # not an event of ours: arrives at the pipeline's current time
-            seq = self.pipeline.put_kinesis(StreamName, data, rec["PartitionKey"], now=at)
-            out.append({"SequenceNumber": seq, "ShardId": "shardId-000000000000"})
-        return {"FailedRecordCount": 0, "Records": out}
+    return arrival

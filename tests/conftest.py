@@ -1,10 +1,17 @@
-"""Test-wide safety: fake credentials and a fake region, so that no test can ever reach real AWS."""
+"""Test-wide safety (fake credentials and a fake region, so that no test can ever reach real AWS) and the shared
+session fixtures (``synth_cache``: synthesized CDK assemblies, see ``tests/support/assembly.py``)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.support.assembly import SynthCache
 
 
 def _node_major() -> str:
@@ -42,3 +49,12 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> SynthCache:
+    """One synthesized assembly per (preset, engine, extra context) per session (per xdist worker), for every test
+    directory: ``synth_cache("air-quality", "builtin").outdir`` feeds ``LocalPipeline.from_assembly``."""
+    from tests.support.assembly import SynthCache  # imports aws_cdk: only for tests that synthesize
+
+    return SynthCache(tmp_path_factory.mktemp("cdk"))

@@ -1,7 +1,8 @@
 """Alert automation Lambda handler (thin: the work is in ``automation.logic``).
 
-Subscribed to the alert SNS topic. Environment: ``SENTINEL_SPEC``, ``IDEMPOTENCY_TABLE`` (Powertools idempotency,
-key ``id``, TTL ``expiration``), Powertools settings. The account's IoT data endpoint is looked up once per cold
+Subscribed to the alert SNS topic; the event is read as Powertools' ``SNSEvent``. Environment: ``SENTINEL_SPEC``,
+``IDEMPOTENCY_TABLE`` (Powertools idempotency, key ``id``, TTL ``expiration``), Powertools settings (the names:
+``sentinel_core.environment``). The account's IoT data endpoint is looked up once per cold
 start (``iot:DescribeEndpoint``, type ``iot:Data-ATS``). Each command is published at most once per
 (alertEventId, command topic): SNS may deliver an alert twice, Lambda may retry; the device sees one command.
 """
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sentinel_core import environment as env
 from sentinel_core.spec import PipelineSpec
 
 from automation import logic
@@ -30,11 +33,12 @@ from automation import logic
 if TYPE_CHECKING:
     from mypy_boto3_iot_data import IoTDataPlaneClient
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "automation"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "automation"))
 metrics = Metrics()
 tracer = Tracer()
 
-COMMAND_IDEMPOTENCY_SECONDS = 7 * 86400
+COMMAND_IDEMPOTENCY_SECONDS = 7 * 86400  # far beyond SNS's and Lambda's retries of one alert
+REQUIRED_ENV = (env.SENTINEL_SPEC, env.IDEMPOTENCY_TABLE)
 
 
 @dataclass
@@ -52,10 +56,10 @@ def iot_data_client(region: str | None = None) -> IoTDataPlaneClient:
 
 @lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    spec = PipelineSpec.from_env()
-    table = os.environ.get("IDEMPOTENCY_TABLE")
-    if not table:
-        raise RuntimeError("environment variable IDEMPOTENCY_TABLE is not set (the CDK stack sets it)")
+    environ = env.Environment.current()
+    environ.require(*REQUIRED_ENV)
+    spec = PipelineSpec.from_env(environ.values)
+    table = environ.required(env.IDEMPOTENCY_TABLE)
     config = IdempotencyConfig(expires_after_seconds=COMMAND_IDEMPOTENCY_SECONDS)
     persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=boto3.client("dynamodb"))
     client = iot_data_client() if spec.ingest == "iot" else None
@@ -83,7 +87,8 @@ def _log(message: str, extra: dict[str, Any]) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_source(data_class=SNSEvent)
+def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     rt.config.register_lambda_context(context)
     try:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import SNSEvent
 from sentinel_core import alerts
 from sentinel_core.spec import PipelineSpec
 
@@ -51,17 +52,16 @@ class Outcome:
     without_location: int = 0
 
 
-def alert_messages(event: Mapping[str, Any]) -> list[str]:
-    """The SNS ``Message`` of every record of a Lambda SNS event."""
-    records = event.get("Records")
-    if not isinstance(records, list) or not records:
+def alert_messages(event: SNSEvent) -> list[str]:
+    """The SNS ``Message`` of every record of a Lambda SNS event (Powertools' ``SNSEvent``)."""
+    try:
+        out = [r.sns.message for r in event.records]
+    except (KeyError, TypeError, AttributeError):
+        raise AlertParseError("record is not an SNS notification (no Records[].Sns.Message)") from None
+    if not out:
         raise AlertParseError("event has no SNS Records")
-    out = []
-    for r in records:
-        sns = r.get("Sns") if isinstance(r, Mapping) else None
-        if not isinstance(sns, Mapping) or not isinstance(sns.get("Message"), str):
-            raise AlertParseError("record is not an SNS notification (no Sns.Message)")
-        out.append(sns["Message"])
+    if not all(isinstance(m, str) for m in out):
+        raise AlertParseError("record is not an SNS notification (Sns.Message is not text)")
     return out
 
 

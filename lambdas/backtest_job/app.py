@@ -2,9 +2,10 @@
 
 Triggered by S3 ``ObjectCreated`` notifications on the upload prefix (suffix ``.csv``). Environment:
 ``SENTINEL_SPEC``, ``ALERT_TOPIC_ARN``, ``ANOMALY_TABLE``, ``DETECTOR_ID``, optional ``ALERT_FILTER`` and
-``CONSOLE_BASE_URL``, Powertools settings. Invoked asynchronously by S3: a failure is retried by Lambda and then
-lands in the dead-letter queue with the event, so no upload is lost; retries send no duplicate alert (the alert
-ledger in the anomaly table).
+``CONSOLE_BASE_URL``, Powertools settings (the names: ``sentinel_core.environment``). The event is read as
+Powertools' ``S3Event``. Invoked asynchronously by S3: a failure is retried by Lambda and then lands in the
+dead-letter queue with the event, so no upload is lost; retries send no duplicate alert (the alert ledger in the
+anomaly table, ``store.publish_once``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sentinel_core import environment as env
 
 from backtest_job import job
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "backtest-job"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "backtest-job"))
 metrics = Metrics()
 tracer = Tracer()
 
@@ -46,7 +49,8 @@ def emit_metrics(report: job.JobReport) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_source(data_class=S3Event)
+def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     settings, clients = runtime()
     results = []
     for bucket, key, version in job.s3_objects(event):

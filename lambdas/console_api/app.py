@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,30 +21,37 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from sentinel_core import environment as env
 from sentinel_core.spec import PipelineSpec
 
 from console_api import operations
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "console_api"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "console_api"))
 tracer = Tracer()
 app = APIGatewayHttpResolver()
 
 
-class ConfigError(RuntimeError):
-    """A missing environment variable; the message names it."""
+REQUIRED_ENV = (env.SENTINEL_SPEC, env.ANOMALY_TABLE, env.DETECTOR_ID)
+
+
+@dataclass(frozen=True)
+class Settings:
+    table: str
+    detector_id: str
+    spec: PipelineSpec
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing."""
+        e = env.Environment.current(environ)
+        e.require(*REQUIRED_ENV)
+        return cls(e.required(env.ANOMALY_TABLE), e.required(env.DETECTOR_ID), PipelineSpec.from_env(dict(e.values)))
 
 
 @lru_cache(maxsize=1)
 def api_context() -> operations.Context:
-    missing = [k for k in ("ANOMALY_TABLE", "DETECTOR_ID", "SENTINEL_SPEC") if not os.environ.get(k)]
-    if missing:
-        raise ConfigError(f"environment variable(s) {', '.join(missing)} not set (the CDK stack sets them)")
-    return operations.Context(
-        ddb=boto3.client("dynamodb"),
-        table=os.environ["ANOMALY_TABLE"],
-        detector_id=os.environ["DETECTOR_ID"],
-        spec=PipelineSpec.from_env(dict(os.environ)),
-    )
+    s = Settings.from_env()
+    return operations.Context(ddb=boto3.client("dynamodb"), table=s.table, detector_id=s.detector_id, spec=s.spec)
 
 
 def error_response(err: operations.ApiError) -> Response[str]:

@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sentinel_core import environment as env
 
 from console_web import logic
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "console_web"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "console_web"))
+# It reads only what CloudFormation sends (the resource properties); the stack gives every function the spec.
+REQUIRED_ENV = (env.SENTINEL_SPEC,)
 
 
 @lru_cache(maxsize=1)

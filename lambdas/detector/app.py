@@ -2,12 +2,13 @@
 
 Triggered by the EventBridge schedule (interval + ``SCHEDULE_OFFSET_SECONDS``). Environment: ``SENTINEL_SPEC``,
 ``DATA_BUCKET``, ``ALERT_TOPIC_ARN``, ``ANOMALY_TABLE``, ``IDEMPOTENCY_TABLE``, ``DETECTOR_ID``,
-``SCHEDULE_OFFSET_SECONDS``, ``ALERT_FILTER``, ``CONSOLE_BASE_URL``, Powertools settings.
+``SCHEDULE_OFFSET_SECONDS``, ``ALERT_FILTER``, ``CONSOLE_BASE_URL``, Powertools settings (the names are the
+constants of ``sentinel_core.environment``).
 
 Idempotency: a run is keyed on (detector id, closed interval start) with Powertools idempotency (DynamoDB): a
 double schedule or a redelivered event returns the first run's report and does nothing. A run that fails leaves no
 idempotency record, so the retry runs again from the saved model state; the alert ledger in the anomaly table then
-guarantees each (group, interval) alert is published once (see ``sentinel_core.store.claim_alert``).
+guarantees each (group, interval) alert is published once (see ``sentinel_core.store.publish_once``).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sentinel_core import environment as env
 
 from detector import runner
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "detector"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "detector"))
 metrics = Metrics()
 tracer = Tracer()
 
 RUN_IDEMPOTENCY_SECONDS = 2 * 86400  # longer than EventBridge's 24 h retry window
+REQUIRED_ENV = (*runner.REQUIRED_ENV, env.IDEMPOTENCY_TABLE)
 
 
 @dataclass
@@ -56,10 +59,10 @@ def _replayed(response: Any, idempotent_data: DataRecord) -> Any:
 
 @lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    settings = runner.Settings.from_env()
-    table = os.environ.get("IDEMPOTENCY_TABLE")
-    if not table:
-        raise runner.ConfigError("environment variable IDEMPOTENCY_TABLE is not set (the CDK stack sets it)")
+    environ = env.Environment.current()
+    environ.require(*REQUIRED_ENV)
+    settings = runner.Settings.from_env(environ.values)
+    table = environ.required(env.IDEMPOTENCY_TABLE)
     clients = runner.Clients(s3=boto3.client("s3"), ddb=boto3.client("dynamodb"), sns=boto3.client("sns"))
     config = IdempotencyConfig(expires_after_seconds=RUN_IDEMPOTENCY_SECONDS, response_hook=_replayed)
     persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=clients.ddb)

@@ -26,95 +26,64 @@ intervals give the same groups (deterministic ids) and the ledger says the alert
 
 from __future__ import annotations
 
-import gzip
 import io
-import itertools
-import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, csv_input, groups, layout, store
+from sentinel_core import alerts, groups, layout, objects, store
+from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
 from sentinel_core.model import AnomalyGroup, PointScore
-from sentinel_core.records import Record, RecordError, parse_timestamp, validate
+from sentinel_core.records import Record, parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sns import SNSClient
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "detector"), child=True)
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "detector"), child=True)
 
 STATE_FORMAT = 1
 MAX_INTERVALS_PER_RUN = 288  # one day of PT5M
 MAX_BACKLOG = 2880  # ten such runs; older intervals are skipped (logged) rather than replayed for days
 CHECKPOINT_EVERY = 48
 LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late objects
-MAX_LOGGED_BAD = 20
+# What :meth:`Settings.from_env` requires (the handler adds its idempotency table).
+REQUIRED_ENV = (*alerts.ALERTING_ENV, env.DATA_BUCKET)
+# Without SCHEDULE_OFFSET_SECONDS an interval is read as soon as it closes (the stack always sets it).
+DEFAULT_OFFSET_SECONDS = 0
 
 
-class ConfigError(ValueError):
-    """A missing or wrong environment variable; the message names it."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    spec: PipelineSpec
+@dataclass(frozen=True, kw_only=True)
+class Settings(alerts.AlertSettings):
     bucket: str
-    topic_arn: str
-    table: str
-    detector_id: str
-    offset_seconds: int = 0
-    alert_filter: alerts.AlertFilter = field(default_factory=alerts.AlertFilter)
-    console_base_url: str | None = None
+    offset_seconds: int = DEFAULT_OFFSET_SECONDS
     max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
     max_backlog: int = MAX_BACKLOG
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        spec = PipelineSpec.from_env(env)
-        missing = [k for k in ("DATA_BUCKET", "ALERT_TOPIC_ARN", "ANOMALY_TABLE", "DETECTOR_ID") if not env.get(k)]
-        if missing:
-            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set (the CDK stack sets them)")
-        try:
-            offset = int(env.get("SCHEDULE_OFFSET_SECONDS", "0") or 0)
-        except ValueError:
-            raise ConfigError(
-                f"SCHEDULE_OFFSET_SECONDS must be whole seconds, got {env['SCHEDULE_OFFSET_SECONDS']!r}"
-            ) from None
-        return cls(
-            spec=spec,
-            bucket=env["DATA_BUCKET"],
-            topic_arn=env["ALERT_TOPIC_ARN"],
-            table=env["ANOMALY_TABLE"],
-            detector_id=env["DETECTOR_ID"],
-            offset_seconds=offset,
-            alert_filter=alerts.AlertFilter.from_env(spec, env),
-            console_base_url=env.get("CONSOLE_BASE_URL") or None,
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
+        e = env.Environment.current(environ)
+        e.require(*REQUIRED_ENV)
+        return cls.read(
+            e,
+            bucket=e.required(env.DATA_BUCKET),
+            offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
         )
 
     @property
     def step(self) -> int:
         return interval_seconds(self.spec.interval)
 
-    def alert_context(self) -> alerts.AlertContext:
-        return alerts.AlertContext.from_topic_arn(self.detector_id, self.topic_arn, self.bucket, self.console_base_url)
 
-
-@dataclass
-class Clients:
-    s3: S3Client
-    ddb: DynamoDBClient
-    sns: SNSClient
+Clients = store.Clients
 
 
 @dataclass
@@ -161,89 +130,38 @@ def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
     return last_closed_interval(now, settings.spec.interval, settings.offset_seconds)
 
 
-def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
-    """Object keys under ``prefix`` (all pages), sorted; 'folders' placeholders ending in / are skipped."""
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/"))
-    return sorted(keys)
-
-
-def _text_stream(body: bytes) -> io.TextIOWrapper:
-    """Text lines of an object, decompressed on the fly when it is gzip (memory stays near the compressed size)."""
-    raw: IO[bytes] = io.BytesIO(body)
-    if body[:2] == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig")
-
-
-def iter_records(body: bytes, spec: PipelineSpec, key: str, bad: Counter[str]) -> Iterator[Record]:
-    """Valid records of one S3 object, streamed: gzip or not; JSON lines (what Firehose writes) or CSV with a header
-    (uploads, read with ``csv_input``'s rules). Every bad line is counted in ``bad`` by reason; the first
-    ``MAX_LOGGED_BAD`` are logged with key and line number. An object that cannot be decoded counts once as
-    ``unreadable_object`` (records before the damage are kept)."""
-    lines = _text_stream(body)
-    logged = 0
-    try:
-        head: list[str] = []
-        for line in lines:
-            head.append(line)
-            if line.strip():
-                break
-        if not head or not head[-1].strip():
-            return
-        rows = itertools.chain(head, lines)
-        if head[-1].lstrip()[0] not in "{[":
-            report = csv_input.ParseReport()
-            try:
-                yield from csv_input.iter_rows(rows, spec, report)
-            except csv_input.CsvHeaderError as exc:
-                bad["bad_csv_header"] += 1
-                logger.warning("CSV object without a usable header skipped", extra={"key": key, "error": str(exc)})
-            finally:
-                bad.update(report.reasons())
-                for e in report.errors[:MAX_LOGGED_BAD]:
-                    logger.warning(
-                        "bad record", extra={"key": key, "line": e.line, "reason": e.reason, "error": e.message}
-                    )
-            return
-        for n, line in enumerate(rows, 1):
-            if not line.strip():
-                continue
-            try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RecordError("not_json", f"line is not JSON: {exc.msg}") from None
-                rec = validate(obj, spec)
-            except RecordError as err:
-                bad[err.reason] += 1
-                if logged < MAX_LOGGED_BAD:
-                    logged += 1
-                    logger.warning("bad record", extra={"key": key, "line": n, "reason": err.reason, "error": str(err)})
-                continue
-            yield rec
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        bad["unreadable_object"] += 1
-        logger.warning(
-            "unreadable object (kept what was read before the damage)", extra={"key": key, "error": str(exc)}
-        )
-
-
 @dataclass
 class ObjectRead:
     records: list[Record] = field(default_factory=list)
     bad: Counter[str] = field(default_factory=Counter)
 
 
+def _log_bad(bad: objects.BadLines) -> None:
+    for b in bad.samples:
+        logger.warning("bad record", extra={"key": bad.key, "line": b.line, "reason": b.reason, "error": b.message})
+
+
+def iter_records(body: objects.Readable, spec: PipelineSpec, key: str, bad: Counter[str]) -> Iterator[Record]:
+    """Valid records of one object, streamed (``sentinel_core.objects``); bad lines counted in ``bad`` by reason,
+    the first ``objects.MAX_SAMPLES`` of each object logged with key and line number."""
+    lines = objects.BadLines(key)
+    try:
+        yield from objects.iter_records(objects.open_text(body), spec, lines)
+    finally:
+        bad.update(lines.counts)
+        _log_bad(lines)
+
+
 def parse_object(body: bytes, spec: PipelineSpec, key: str = "") -> ObjectRead:
     out = ObjectRead()
-    out.records = list(iter_records(body, spec, key, out.bad))
+    out.records = list(iter_records(io.BytesIO(body), spec, key, out.bad))
     return out
 
 
 def read_object(s3: S3Client, bucket: str, key: str, spec: PipelineSpec) -> ObjectRead:
-    return parse_object(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), spec, key)
+    out = ObjectRead()
+    out.records = list(iter_records(s3.get_object(Bucket=bucket, Key=key)["Body"], spec, key, out.bad))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,12 +195,12 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
     Objects are streamed into the aggregation (records are not kept), so a large history fits in memory.
     """
     spec = settings.spec
-    keys = list_keys(clients.s3, settings.bucket, layout.historical_prefix(spec))
+    keys = objects.list_keys(clients.s3, settings.bucket, layout.historical_prefix(spec))
     bad: Counter[str] = Counter()
 
     def records() -> Iterator[Record]:
         for key in keys:
-            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
             for rec in iter_records(body, spec, key, bad):
                 report.warmup_records += 1
                 yield rec
@@ -313,7 +231,7 @@ def check_late(clients: Clients, settings: Settings, state: State, report: RunRe
     for iso, seen in sorted(state.scored.items()):
         folder = layout.interval_folder(datetime.fromisoformat(iso), settings.spec)
         known = set(seen)
-        new = [k for k in list_keys(clients.s3, settings.bucket, folder) if k not in known]
+        new = [k for k in objects.list_keys(clients.s3, settings.bucket, folder) if k not in known]
         if not new:
             continue
         n = 0
@@ -390,7 +308,7 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
 def publish_alerts(
     clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
 ) -> None:
-    ctx = settings.alert_context()
+    ctx = settings.alert_context(settings.bucket)
     for group in found:
         if not alerts.should_alert(group, settings.spec, start):
             continue
@@ -400,17 +318,13 @@ def publish_alerts(
             logger.info("alert filtered out by ALERT_FILTER", extra={"group": group.group_id})
             continue
         message = alerts.render_alert(shown, settings.spec, ctx, start)
-        status = store.claim_alert(
-            clients.ddb, settings.table, settings.detector_id, group.group_id, start, message.event_id
+        status = store.publish_once(
+            clients.ddb, clients.sns, settings.table, settings.detector_id, message, settings.topic_arn
         )
         if status == store.ALERT_SENT:
             report.alerts_already_sent += 1
             logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
             continue
-        resp = clients.sns.publish(**message.publish_kwargs(settings.topic_arn))
-        store.mark_alert_sent(
-            clients.ddb, settings.table, settings.detector_id, group.group_id, start, resp["MessageId"]
-        )
         report.alerts_sent += 1
         logger.info(
             "alert sent",
@@ -443,7 +357,7 @@ def score_interval(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
 ) -> list[AnomalyGroup]:
     spec = settings.spec
-    keys = list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
+    keys = objects.list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
     run = store.RunRecord(start)
     records: list[Record] = []
     bad: Counter[str] = Counter()

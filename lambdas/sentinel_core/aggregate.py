@@ -14,8 +14,6 @@ from sentinel_core.model import SeriesKey
 from sentinel_core.records import Record
 from sentinel_core.spec import PipelineSpec
 
-Point = tuple[datetime, SeriesKey, float]
-
 
 class Accumulator:
     """Streaming SUM/AVG per (interval start, series); ``result()`` gives the aggregated values."""
@@ -47,16 +45,6 @@ class Accumulator:
                 row[key] = total / count if avg else total
             out[start] = row
         return out
-
-
-def aggregate_points(
-    points: Iterable[Point], step_seconds: int, aggregations: Mapping[str, str]
-) -> dict[datetime, dict[SeriesKey, float]]:
-    """(timestamp, series, value) triples -> {interval start: {series: aggregated value}}, intervals sorted."""
-    acc = Accumulator(step_seconds, aggregations)
-    for ts, key, value in points:
-        acc.add(ts, key, value)
-    return acc.result()
 
 
 def aggregate(

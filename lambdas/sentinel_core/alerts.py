@@ -14,6 +14,9 @@ One anomaly group at one interval becomes ONE SNS publish with ``MessageStructur
   ``metricValue``}]), so consumers written for Lookout keep working. What Lookout does not carry (expected value and
   band per series, interval, feedback command) sits in one extra object, ``sentinel``, that such consumers ignore.
 
+The backtest job's one summary per uploaded file (:func:`render_backtest_summary`) is the same kind of
+:class:`AlertMessage`, its ``default`` a JSON object of ``type`` ``backtestSummary``.
+
 Standard library only (ships in every Lambda without bundling). The formatter is pure: the detector Lambda, the
 automation Lambda, the backtest and the demo call the same functions.
 """
@@ -21,17 +24,26 @@ automation Lambda, the backtest and the demo call the same functions.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from sentinel_core import layout
+from sentinel_core.environment import (
+    ALERT_FILTER,
+    ALERT_TOPIC_ARN,
+    ANOMALY_TABLE,
+    CONSOLE_BASE_URL,
+    DETECTOR_ID,
+    SENTINEL_SPEC,
+    ConfigError,
+    Environment,
+)
 from sentinel_core.intervals import interval_seconds, to_utc
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore
 from sentinel_core.spec import PipelineSpec
@@ -41,12 +53,10 @@ SUBJECT_LIMIT = 100  # SNS e-mail subjects: at most 100 printable ASCII characte
 MAX_JSON_SERIES = 50  # keeps the publish far below SNS's 256 KB
 MAX_EMAIL_SERIES = 20
 DEFAULT_CONSOLE_BASE = "https://s3.console.aws.amazon.com"
-FILTER_ENV = "ALERT_FILTER"
-CONSOLE_ENV = "CONSOLE_BASE_URL"
 _ALERT_NAME = re.compile(r"[^A-Za-z0-9\-_]")
 
 
-class AlertFilterError(ValueError):
+class AlertFilterError(ConfigError):
     """``ALERT_FILTER`` is not the JSON ``{"measures": [...], "dimensions": {"NAME": [...]}}``."""
 
 
@@ -70,31 +80,30 @@ class AlertFilter:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise AlertFilterError(f"{FILTER_ENV} is not JSON: {exc.msg} (column {exc.colno})") from None
+            raise AlertFilterError(f"{ALERT_FILTER} is not JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(raw, dict) or set(raw) - {"measures", "dimensions"}:
-            raise AlertFilterError(f'{FILTER_ENV} must be {{"measures": [...], "dimensions": {{"NAME": [...]}}}}')
+            raise AlertFilterError(f'{ALERT_FILTER} must be {{"measures": [...], "dimensions": {{"NAME": [...]}}}}')
         measures = raw.get("measures") or []
         dims = raw.get("dimensions") or {}
         if not isinstance(measures, list) or not all(isinstance(m, str) for m in measures):
-            raise AlertFilterError(f"{FILTER_ENV}.measures must be a list of measure names")
+            raise AlertFilterError(f"{ALERT_FILTER}.measures must be a list of measure names")
         if not isinstance(dims, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str | int | float) for x in v) for v in dims.values()
         ):
-            raise AlertFilterError(f"{FILTER_ENV}.dimensions must map a dimension name to a list of values")
+            raise AlertFilterError(f"{ALERT_FILTER}.dimensions must map a dimension name to a list of values")
         if spec is not None:
             unknown = [m for m in measures if m not in spec.measure_names]
             unknown += [d for d in dims if d not in spec.dimensions]
             if unknown:
                 raise AlertFilterError(
-                    f"{FILTER_ENV} names {', '.join(unknown)}, not in the {spec.preset} schema "
+                    f"{ALERT_FILTER} names {', '.join(unknown)}, not in the {spec.preset} schema "
                     f"(measures {', '.join(spec.measure_names)}; dimensions {', '.join(spec.dimensions) or 'none'})"
                 )
         return cls(frozenset(measures), {k: frozenset(str(x) for x in v) for k, v in dims.items() if v})
 
     @classmethod
     def from_env(cls, spec: PipelineSpec | None = None, environ: Mapping[str, str] | None = None) -> AlertFilter:
-        env = os.environ if environ is None else environ
-        return cls.parse(env.get(FILTER_ENV), spec)
+        return cls.parse(Environment.current(environ).optional(ALERT_FILTER), spec)
 
     @property
     def is_empty(self) -> bool:
@@ -201,6 +210,42 @@ class AlertContext:
             f"{self.console_base_url}/s3/buckets/{quote(self.bucket)}"
             f"?region={quote(self.region)}&prefix={quote(prefix, safe='')}&showversions=false"
         )
+
+
+# What every function that stores groups and publishes alerts needs (the detector, the backtest job).
+ALERTING_ENV = (SENTINEL_SPEC, ALERT_TOPIC_ARN, ANOMALY_TABLE, DETECTOR_ID)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The settings of an alerting function, read from its environment (``ALERTING_ENV`` plus the optional
+    ``ALERT_FILTER`` and ``CONSOLE_BASE_URL``). Functions with more settings subclass it with keyword-only fields."""
+
+    spec: PipelineSpec
+    topic_arn: str
+    table: str
+    detector_id: str
+    alert_filter: AlertFilter = field(default_factory=AlertFilter)  # no filter: every group alerts
+    console_base_url: str | None = None  # None: no console deployed (alerts link to the data in the S3 console)
+
+    @classmethod
+    def read(cls, environ: Environment, **extra: Any) -> Self:
+        """``cls`` from ``environ`` (a ``ConfigError`` names each missing variable); ``extra`` fills a subclass's
+        own fields."""
+        environ.require(*ALERTING_ENV)
+        spec = PipelineSpec.from_env(environ.values)
+        return cls(
+            spec=spec,
+            topic_arn=environ.required(ALERT_TOPIC_ARN),
+            table=environ.required(ANOMALY_TABLE),
+            detector_id=environ.required(DETECTOR_ID),
+            alert_filter=AlertFilter.from_env(spec, environ.values),
+            console_base_url=environ.optional(CONSOLE_BASE_URL),
+            **extra,
+        )
+
+    def alert_context(self, bucket: str) -> AlertContext:
+        return AlertContext.from_topic_arn(self.detector_id, self.topic_arn, bucket, self.console_base_url)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,8 +389,12 @@ def render_subject(group: AnomalyGroup, spec: PipelineSpec, interval: datetime) 
     top = pts[0]
     where = _where(top) + (f" +{len(pts) - 1}" if len(pts) > 1 else "")
     text = f"Sentinel alert sev {round(max(p.score for p in pts))}: {group.measure} {_direction(top)} at {where}"
-    text = text.encode("ascii", "replace").decode("ascii").replace("\n", " ")
-    return text[:SUBJECT_LIMIT]
+    return _subject(text)
+
+
+def _subject(text: str) -> str:
+    """An SNS e-mail subject: printable ASCII, one line, at most ``SUBJECT_LIMIT`` characters."""
+    return text.encode("ascii", "replace").decode("ascii").replace("\n", " ")[:SUBJECT_LIMIT]
 
 
 def render_email(
@@ -529,4 +578,119 @@ def summary_alert(
     return (
         f"Sentinel {spec.preset}: {len(alerting)} anomaly group(s) at or above severity {fmt_number(floor)}, "
         f"worst {round(alerting[0].score)}: {'; '.join(parts)}{more}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The backtest job's summary alert (one per uploaded file)
+# ----------------------------------------------------------------------------------------------------------------
+MAX_SUMMARY_EMAIL_GROUPS = 30  # groups listed in the e-mail; the report object lists every one
+MAX_SUMMARY_JSON_GROUPS = 50  # groups in the summary JSON: keeps the publish far below SNS's 256 KB
+BACKTEST_SUMMARY_TYPE = "backtestSummary"  # the ``type`` of its ``default`` JSON (consumers tell it from alerts)
+
+
+def _shorten_sms(line: str, name: str) -> str:
+    """``line`` within ``SMS_LIMIT``: cut, then the file's name (itself cut to half the SMS at most)."""
+    if len(line) <= SMS_LIMIT:
+        return line
+    half = SMS_LIMIT // 2
+    shown = name if len(name) <= half - 6 else name[: half - 7] + "~"
+    suffix = f"... ({shown})"
+    return line[: SMS_LIMIT - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class BacktestFacts:
+    """What the backtest job learned about one uploaded file (``ctx.bucket`` holds it), for its summary alert."""
+
+    key: str
+    report_key: str
+    errors_key: str | None
+    rows: int
+    good_rows: int
+    bad_rows: int
+    first_day: str | None
+    last_day: str | None
+    series: int
+    learn_intervals: int
+    report_intervals: int
+    report_start: str | None
+    max_group_alerts: int
+
+
+def render_backtest_summary(
+    groups: Sequence[AnomalyGroup],
+    spec: PipelineSpec,
+    ctx: AlertContext,
+    facts: BacktestFacts,
+    summary_id: str,
+    interval: datetime,
+) -> AlertMessage:
+    """The summary publish of one backtested file: SMS line from :func:`summary_alert`, a readable e-mail listing
+    the groups, a JSON ``default`` of ``type`` ``backtestSummary``; ``summary_id`` is its ledger id and event id."""
+    line = summary_alert(groups, spec)
+    name = facts.key.rsplit("/", 1)[-1]
+    sms = _shorten_sms(line, name)
+    ranked = sorted(groups, key=lambda g: (-g.score, g.start, g.group_id))
+    at_threshold = sum(1 for g in groups if g.score >= spec.severity_threshold)
+    s3 = f"s3://{ctx.bucket}"
+    lines = [
+        f"Metric Sentinel backtest of {s3}/{facts.key} ({spec.preset}, interval {spec.interval}).",
+        "",
+        line,
+        "",
+        f"Rows:      {facts.rows:,} read, {facts.good_rows:,} used, {facts.bad_rows:,} rejected",
+    ]
+    if facts.errors_key:
+        lines.append(f"           per-row error report: {s3}/{facts.errors_key}")
+    lines += [
+        f"Data:      {facts.first_day} to {facts.last_day}, {facts.series} series",
+        f"Learned:   the first {facts.learn_intervals} intervals; reported on the last {facts.report_intervals} "
+        f"(from {facts.report_start})",
+        f"Groups:    {len(groups)} anomaly group(s), {at_threshold} at or above severity "
+        f"{fmt_number(spec.severity_threshold)} (one alert each, at most {facts.max_group_alerts})",
+        "",
+    ]
+    for g in ranked[:MAX_SUMMARY_EMAIL_GROUPS]:
+        top = max(g.points, key=lambda p: p.score)
+        where = ", ".join(sorted({v for p in g.points for _, v in p.series.dimensions})) or "all"
+        until = f" to {fmt_time(g.end, spec)}" if g.end != g.start else ""
+        lines.append(
+            f"  - sev {round(g.score):>3}  {g.measure} at {where}  {fmt_time(g.start, spec)}{until}  "
+            f"(value {fmt_number(top.value)}, expected {fmt_number(top.expected)})  group {g.group_id}"
+        )
+    if len(ranked) > MAX_SUMMARY_EMAIL_GROUPS:
+        lines.append(f"  ... and {len(ranked) - MAX_SUMMARY_EMAIL_GROUPS} more in {s3}/{facts.report_key}")
+    lines += ["", f"Full report: {s3}/{facts.report_key}", f"Detector: {ctx.detector_id}"]
+    default = {
+        "type": BACKTEST_SUMMARY_TYPE,
+        "alertName": ctx.alert_name,
+        "anomalyDetectorArn": ctx.detector_arn,
+        "input": f"{s3}/{facts.key}",
+        "summary": line,
+        "rows": facts.rows,
+        "badRows": facts.bad_rows,
+        "errorReport": f"{s3}/{facts.errors_key}" if facts.errors_key else None,
+        "reportStart": facts.report_start,
+        "anomalyGroups": [
+            {
+                "anomalyGroupId": g.group_id,
+                "metricName": g.measure,
+                "anomalyScore": round(g.score, 2),
+                "startTime": g.start.isoformat(),
+                "endTime": g.end.isoformat(),
+                "timeSeriesIds": g.series_ids,
+            }
+            for g in ranked[:MAX_SUMMARY_JSON_GROUPS]
+        ],
+    }
+    subject = f"Sentinel {spec.preset} backtest: {at_threshold} anomaly group(s) in {name}"
+    return AlertMessage(
+        event_id=summary_id,
+        group_id=summary_id,
+        interval=to_utc(interval),
+        subject=_subject(subject),
+        sms=sms,
+        email="\n".join(lines) + "\n",
+        default=default,
     )

@@ -1,6 +1,8 @@
 """Backtest: run the detector core (the very same ``Detector``) over a CSV and score every input row.
 
-Shared by ``python -m simulator backtest`` and the loyalty backtest Lambda. Steps:
+Shared by ``python -m simulator backtest`` (:func:`run`, on CSV text) and the loyalty backtest Lambda
+(:func:`run_records`, on records already validated by ``csv_input``: no text round trip, each measure aggregated
+with its own SUM/AVG from the spec). Steps of :func:`run`:
 
 1. columns: the timestamp column is the one whose values parse as times, numeric columns are measures, the rest
    are dimensions (each can be named instead, see :func:`detect_columns`);
@@ -24,14 +26,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sentinel_core.aggregate import Accumulator
+from sentinel_core.aggregate import Accumulator, aggregate
 from sentinel_core.detector import Detector, DetectorConfig
 from sentinel_core.groups import ANOMALY_THRESHOLD, build_groups
-
-__all__ = ["ANOMALY_THRESHOLD", "BacktestError", "BacktestResult", "Columns", "RowProblem", "detect_columns", "run"]
-from sentinel_core.intervals import interval_range
+from sentinel_core.intervals import interval_range, interval_seconds
 from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
-from sentinel_core.records import parse_number, parse_timestamp
+from sentinel_core.records import Record, parse_number, parse_timestamp
+from sentinel_core.spec import PipelineSpec
+
+__all__ = [
+    "ANOMALY_THRESHOLD",
+    "BacktestError",
+    "BacktestResult",
+    "Columns",
+    "RowProblem",
+    "Scored",
+    "detect_columns",
+    "run",
+    "run_records",
+    "score",
+]
 
 SCORE_COLUMN = "anomaly_score"
 SAMPLE_ROWS = 500  # rows looked at to recognise the columns
@@ -171,8 +185,7 @@ def run(
     """Score every row (see the module doc). ``backtest_fraction`` > 0 reports only that last share of intervals."""
     if aggregation not in ("SUM", "AVG"):
         raise BacktestError(f"aggregation must be SUM or AVG, got {aggregation!r}")
-    if not 0 <= backtest_fraction < 1:
-        raise BacktestError(f"the backtest fraction must be within [0, 1), got {backtest_fraction}")
+    _check_fraction(backtest_fraction)
     cols = detect_columns(header, rows[:SAMPLE_ROWS], timestamp, dimensions, measures)
     pos = {c: i for i, c in enumerate(header)}
     acc = Accumulator(step_seconds, dict.fromkeys(cols.measures, aggregation))
@@ -223,7 +236,58 @@ def run(
             mine.append((acc.add(ts, key, value), key))
         cells.append(mine or None)
 
-    by_interval = acc.result()
+    done = score(
+        acc.result(),
+        step_seconds,
+        backtest_fraction=backtest_fraction,
+        config=config,
+        detector_id=detector_id,
+        group_threshold=group_threshold,
+    )
+    row_scores: list[float | None] = []
+    for fed in cells:
+        row_scores.append(None if fed is None else max(done.scores.get(c, 0.0) for c in fed))
+    return BacktestResult(
+        header=list(header),
+        columns=cols,
+        rows=[list(r) for r in rows],
+        scores=row_scores,
+        problems=problems,
+        groups=done.groups,
+        intervals=done.intervals,
+        series=done.series,
+        report_from=done.report_from,
+    )
+
+
+def _check_fraction(backtest_fraction: float) -> None:
+    if not 0 <= backtest_fraction < 1:
+        raise BacktestError(f"the backtest fraction must be within [0, 1), got {backtest_fraction}")
+
+
+@dataclass
+class Scored:
+    """The scoring of aggregated values: groups, every reported (interval, series) score, counts."""
+
+    groups: list[AnomalyGroup]
+    scores: dict[tuple[datetime, SeriesKey], float]
+    intervals: int  # intervals with data
+    series: int
+    report_from: datetime | None  # first reported interval (backtest mode), None = all
+
+
+def score(
+    by_interval: Mapping[datetime, Mapping[SeriesKey, float]],
+    step_seconds: int,
+    *,
+    backtest_fraction: float = 0.0,
+    config: DetectorConfig | None = None,
+    detector_id: str = "backtest",
+    group_threshold: float = ANOMALY_THRESHOLD,
+) -> Scored:
+    """Score the intervals in time order with one causal ``Detector``; with ``backtest_fraction`` > 0 the first
+    ``1 - fraction`` of the intervals (counted over the whole span, gaps included) only train it."""
+    _check_fraction(backtest_fraction)
     detector = Detector(step_seconds, config)
     scores: dict[tuple[datetime, SeriesKey], float] = {}
     report_from: datetime | None = None
@@ -240,20 +304,34 @@ def run(
             scored[start] = points
             for p in points:
                 scores[(start, p.series)] = p.score
-    row_scores: list[float | None] = []
-    for fed in cells:
-        row_scores.append(None if fed is None else max(scores.get(c, 0.0) for c in fed))
-    groups = build_groups(scored, detector_id, step_seconds, group_threshold)
-    return BacktestResult(
-        header=list(header),
-        columns=cols,
-        rows=[list(r) for r in rows],
-        scores=row_scores,
-        problems=problems,
-        groups=groups,
+    return Scored(
+        groups=build_groups(scored, detector_id, step_seconds, group_threshold),
+        scores=scores,
         intervals=len(by_interval),
         series=len({k for v in by_interval.values() for k in v}),
         report_from=report_from,
+    )
+
+
+def run_records(
+    records: Iterable[Record],
+    spec: PipelineSpec,
+    *,
+    detector_id: str = "backtest",
+    config: DetectorConfig | None = None,
+    group_threshold: float = ANOMALY_THRESHOLD,
+) -> Scored:
+    """Backtest validated records with the spec's interval, per-measure aggregation and ``backtest_fraction``.
+
+    ``records`` may be a generator: they are aggregated as they stream, never kept.
+    """
+    return score(
+        aggregate(records, spec),
+        interval_seconds(spec.interval),
+        backtest_fraction=spec.backtest_fraction,
+        config=config,
+        detector_id=detector_id,
+        group_threshold=group_threshold,
     )
 
 

@@ -88,46 +88,6 @@ def interval_folder(ts: datetime, spec: PipelineSpec) -> str:
     return f"{live_root(spec)}{'/'.join(keys[p.key] for p in _parts(spec))}/"
 
 
-def render_firehose_prefix(prefix: str, keys: dict[str, str], arrival: datetime, error_type: str = "") -> str:
-    """Evaluate a Firehose prefix the way Firehose does (used by the local runtime and the tests).
-
-    Supports ``!{partitionKeyFromLambda:k}``, ``!{partitionKeyFromQuery:k}``, ``!{timestamp:fmt}`` (arrival time,
-    Java date-format letters yyyy MM dd HH mm) and ``!{firehose:error-output-type}`` / ``!{firehose:random-string}``.
-    """
-    import re
-
-    arrival = to_utc(arrival)
-
-    def java_fmt(fmt: str) -> str:
-        out = fmt
-        for java, py in (
-            ("yyyy", "%Y"),
-            ("MM", "%m"),
-            ("dd", "%d"),
-            ("HH", "%H"),
-            ("mm", "%M"),
-            ("ss", "%S"),
-        ):
-            out = out.replace(java, py)
-        return arrival.strftime(out)
-
-    def sub(m: re.Match[str]) -> str:
-        ns, _, arg = m.group(1).partition(":")
-        if ns in ("partitionKeyFromLambda", "partitionKeyFromQuery"):
-            if arg not in keys:
-                raise KeyError(f"partition key {arg!r} missing from the record's metadata")
-            return keys[arg]
-        if ns == "timestamp":
-            return java_fmt(arg)
-        if ns == "firehose" and arg == "error-output-type":
-            return error_type
-        if ns == "firehose" and arg == "random-string":
-            return "r4nd0m"
-        raise ValueError(f"unsupported Firehose expression !{{{m.group(1)}}}")
-
-    return re.sub(r"!\{([^}]+)\}", sub, prefix)
-
-
 def parse_interval_folder(key: str, spec: PipelineSpec) -> datetime | None:
     """Interval start encoded in a live key, or None when the key is not under the live root."""
     root = live_root(spec)

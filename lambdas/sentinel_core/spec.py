@@ -8,11 +8,12 @@ cdk.json context (``infra/config.py``) and hands it to every function as the ``S
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from sentinel_core.environment import SENTINEL_SPEC, ConfigError, Environment
 from sentinel_core.intervals import DETECTOR_INTERVALS
 
 Aggregation = Literal["SUM", "AVG"]
@@ -22,7 +23,6 @@ AGGREGATIONS: tuple[str, ...] = ("SUM", "AVG")
 INGESTS: tuple[str, ...] = ("iot", "kinesis", "s3")
 MAX_MEASURES = 5
 MAX_DIMENSIONS = 5
-SPEC_ENV = "SENTINEL_SPEC"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -140,12 +140,14 @@ class PipelineSpec:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> PipelineSpec:
-        env = os.environ if environ is None else environ
-        raw = env.get(SPEC_ENV)
-        if not raw:
-            raise SpecError(f"environment variable {SPEC_ENV} is not set (the CDK stack sets it on every function)")
-        return cls.from_json(raw)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSpec:
+        """The spec in ``SENTINEL_SPEC`` (the CDK stack sets it on every function); a :class:`ConfigError` names it
+        when it is missing or not a spec."""
+        raw = Environment.current(environ).required(SENTINEL_SPEC)
+        try:
+            return cls.from_json(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{SENTINEL_SPEC} is not a pipeline spec: {exc}") from None
 
 
 PRESETS: dict[str, PipelineSpec] = {

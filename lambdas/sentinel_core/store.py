@@ -1,8 +1,9 @@
 """Persistence of the built-in detector: model state in S3, anomaly groups, alert ledger and feedback in DynamoDB.
 
-Plain functions taking boto3 clients (low-level ``s3`` / ``dynamodb`` clients), so the detector Lambda, the feedback
-CLI, the demo and the tests share them. Standard library only at run time (the attribute marshalling for the few
-types used here is done by hand); boto3 types are imported for the type checker only.
+Plain functions taking boto3 clients (low-level ``s3`` / ``dynamodb`` / ``sns`` clients; :class:`Clients` bundles
+them), so the detector Lambda, the backtest job, the feedback CLI, the demo and the tests share them. Standard
+library only at run time (the attribute marshalling for the few types used here is done by hand); boto3 types are
+imported for the type checker only.
 
 DynamoDB table (``ANOMALY_TABLE``): partition key ``pk`` (S), sort key ``sk`` (S), TTL attribute ``ttl``. Items of
 one detector share ``pk = DET#<detector id>``:
@@ -11,7 +12,8 @@ one detector share ``pk = DET#<detector id>``:
   large groups stay far under DynamoDB's 400 KB), ``start``/``end``/``score``/``measure``/``series_ids`` for
   listing, and ``feedback``: map series id -> bool, written only by feedback (re-saving a group keeps it).
 * ``sk = ALERT#<group id>#<interval start>``   the alert ledger: ``status`` PENDING then SENT, ``event_id``,
-  ``message_id``. It makes alerts at-most-once per (group, interval) across retries: see ``claim_alert``.
+  ``message_id``. It makes alerts at-most-once per (group, interval) across retries: every alerting function
+  publishes through ``publish_once`` (claim, publish, mark; the one duplicate window is in ``claim_alert``).
 * ``sk = FEEDBACK#<group id>#<series id>``   a person's verdict on one series of one group, ``status`` pending
   until the detector has applied it (then applied), with the interval starts the verdict covers.
 * ``sk = RUN#<interval start>``   one detector execution of one interval (the console's run status and data quality):
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sentinel_core import layout
+from sentinel_core import layout, objects
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import AnomalyGroup, PointScore
 from sentinel_core.spec import PipelineSpec
@@ -45,6 +47,9 @@ from sentinel_core.spec import PipelineSpec
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+    from sentinel_core.alerts import AlertMessage
 
 DAY = 86400
 GROUP_TTL_DAYS = 90
@@ -60,6 +65,15 @@ MAX_RUN_SERIES = 5000
 ALERT_NEW = "new"  # claimed now: publish
 ALERT_PENDING = "pending"  # a previous attempt claimed it but did not confirm the publish: publish again
 ALERT_SENT = "sent"  # already published: skip
+
+
+@dataclass
+class Clients:
+    """The low-level boto3 clients of a function that reads the lake, stores groups and publishes alerts."""
+
+    s3: S3Client
+    ddb: DynamoDBClient
+    sns: SNSClient
 
 
 class StoreError(RuntimeError):
@@ -117,6 +131,11 @@ def pk(detector_id: str) -> str:
     return f"DET#{detector_id}"
 
 
+def _key(detector_id: str, kind: str, *parts: str) -> dict[str, Any]:
+    """The primary key of one item of a detector: ``sk = KIND#part#part`` (see the module doc)."""
+    return {"pk": {"S": pk(detector_id)}, "sk": {"S": "#".join((kind, *parts))}}
+
+
 def _ttl(days: int, now: float | None = None) -> int:
     return int((time.time() if now is None else now) + days * DAY)
 
@@ -138,8 +157,7 @@ def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] 
         obj = s3.get_object(Bucket=bucket, Key=state_key(spec))
     except s3.exceptions.NoSuchKey:
         return None
-    body = obj["Body"].read()
-    data = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)
+    data = json.load(objects.open_text(obj["Body"]))
     if not isinstance(data, dict):
         raise StoreError(f"s3://{bucket}/{state_key(spec)} is not a JSON object")
     return data
@@ -181,7 +199,7 @@ def save_group(ddb: DynamoDBClient, table: str, group: AnomalyGroup, now: float 
     """Insert or update a group; the feedback map people wrote is kept."""
     ddb.update_item(
         TableName=table,
-        Key={"pk": {"S": pk(group.detector_id)}, "sk": {"S": f"GROUP#{group.group_id}"}},
+        Key=_key(group.detector_id, "GROUP", group.group_id),
         UpdateExpression=(
             "SET #data = :data, #start = :start, #end = :end, score = :score, measure = :measure, "
             "series_ids = :series, #ttl = :ttl, group_id = :gid, feedback = if_not_exists(feedback, :empty), "
@@ -210,9 +228,7 @@ def dimension_tokens(group: AnomalyGroup) -> list[str]:
 
 
 def get_group(ddb: DynamoDBClient, table: str, detector_id: str, group_id: str) -> AnomalyGroup | None:
-    resp = ddb.get_item(
-        TableName=table, Key={"pk": {"S": pk(detector_id)}, "sk": {"S": f"GROUP#{group_id}"}}, ConsistentRead=True
-    )
+    resp = ddb.get_item(TableName=table, Key=_key(detector_id, "GROUP", group_id), ConsistentRead=True)
     return _unpack_group(resp["Item"]) if "Item" in resp else None
 
 
@@ -292,7 +308,7 @@ def list_groups(ddb: DynamoDBClient, table: str, detector_id: str | None = None,
 # Alert ledger
 # ----------------------------------------------------------------------------------------------------------------
 def _alert_key(detector_id: str, group_id: str, interval: datetime) -> dict[str, Any]:
-    return {"pk": {"S": pk(detector_id)}, "sk": {"S": f"ALERT#{group_id}#{_iso(interval)}"}}
+    return _key(detector_id, "ALERT", group_id, _iso(interval))
 
 
 def claim_alert(
@@ -342,6 +358,23 @@ def mark_alert_sent(
     )
 
 
+def publish_once(
+    ddb: DynamoDBClient, sns: SNSClient, table: str, detector_id: str, message: AlertMessage, topic_arn: str
+) -> str:
+    """Publish ``message`` at most once per (``message.group_id``, ``message.interval``): claim, publish, mark.
+
+    Returns what :func:`claim_alert` said: ``ALERT_SENT`` means nothing was published (an earlier attempt did it);
+    ``ALERT_NEW`` or ``ALERT_PENDING`` means it was published now. The one duplicate window is the one
+    :func:`claim_alert` documents: a run dying between SNS accepting the message and :func:`mark_alert_sent`.
+    """
+    status = claim_alert(ddb, table, detector_id, message.group_id, message.interval, message.event_id)
+    if status == ALERT_SENT:
+        return status
+    resp = sns.publish(**message.publish_kwargs(topic_arn))
+    mark_alert_sent(ddb, table, detector_id, message.group_id, message.interval, resp["MessageId"])
+    return status
+
+
 def alert_status(ddb: DynamoDBClient, table: str, detector_id: str, group_id: str, interval: datetime) -> str | None:
     resp = ddb.get_item(TableName=table, Key=_alert_key(detector_id, group_id, interval), ConsistentRead=True)
     return str(from_attr(resp["Item"]["status"])) if "Item" in resp else None
@@ -363,7 +396,7 @@ class Feedback:
 
 
 def _feedback_key(detector_id: str, group_id: str, series_id: str) -> dict[str, Any]:
-    return {"pk": {"S": pk(detector_id)}, "sk": {"S": f"FEEDBACK#{group_id}#{series_id}"}}
+    return _key(detector_id, "FEEDBACK", group_id, series_id)
 
 
 def put_feedback(
@@ -384,7 +417,7 @@ def put_feedback(
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
     ddb.update_item(
         TableName=table,
-        Key={"pk": {"S": pk(group.detector_id)}, "sk": {"S": f"GROUP#{group.group_id}"}},
+        Key=_key(group.detector_id, "GROUP", group.group_id),
         UpdateExpression="SET feedback.#sid = :v",
         ConditionExpression="attribute_exists(pk)",
         ExpressionAttributeNames={"#sid": series_id},
@@ -454,13 +487,6 @@ def mark_feedback_applied(ddb: DynamoDBClient, table: str, fb: Feedback, applied
         return True
     except ddb.exceptions.ConditionalCheckFailedException:
         return False
-
-
-def feedback_counts(feedback: Sequence[Feedback]) -> dict[str, int]:
-    return {
-        "pending": sum(f.status == "pending" for f in feedback),
-        "applied": sum(f.status == "applied" for f in feedback),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -14,26 +14,33 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sentinel_core import environment as env
 from sentinel_core.spec import PipelineSpec
 
 from transform import logic
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "transform"))
+logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "transform"))
 metrics = Metrics()
 tracer = Tracer()
 
 
+REQUIRED_ENV = (env.SENTINEL_SPEC,)
+# Without SCHEDULE_OFFSET_SECONDS a record arriving after its interval closed counts as late at once.
+DEFAULT_LATE_TOLERANCE_SECONDS = 0
+
+
 @lru_cache(maxsize=4)
 def _spec(raw: str) -> PipelineSpec:
-    return PipelineSpec.from_json(raw)
+    return PipelineSpec.from_env({env.SENTINEL_SPEC: raw})
 
 
 def current_spec() -> PipelineSpec:
-    return _spec(os.environ.get("SENTINEL_SPEC", "")) if os.environ.get("SENTINEL_SPEC") else PipelineSpec.from_env()
+    """The spec of ``SENTINEL_SPEC``, parsed once per distinct value (the offline runtime switches specs)."""
+    return _spec(env.Environment.current().required(env.SENTINEL_SPEC))
 
 
 def _late_tolerance() -> int:
-    return int(os.environ.get("SCHEDULE_OFFSET_SECONDS", "0") or 0)
+    return env.Environment.current().integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_LATE_TOLERANCE_SECONDS)
 
 
 def _emit(summary: logic.BatchSummary, source: str) -> None:

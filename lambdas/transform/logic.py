@@ -38,7 +38,6 @@ RESPONSE_TOO_LARGE = "response_too_large"
 # entry ({recordId, result, data}) is smaller than the request entry ({recordId, approximateArrivalTimestamp, data}),
 # so failing every record always fits when the request did.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 1024
-_ENTRY_OVERHEAD = len(json.dumps({"recordId": "", "result": FAILED, "data": ""})) + 2  # ", " between entries
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,13 @@ from rich.table import Table
 from sentinel_core import backtest as core
 from sentinel_core.intervals import interval_seconds
 
-from simulator.cli import app
+from simulator.errors import NotFoundError, UsageError
 
 console = Console()
 err = Console(stderr=True)
 MAX_PROBLEMS_SHOWN = 20
 
 
-@app.command()
 def backtest(
     input_csv: Annotated[Path, typer.Argument(help="CSV with a timestamp column, dimensions and measures.")],
     out: Annotated[Path, typer.Option(help="Output CSV: every input row plus anomaly_score (0-100).")],
@@ -58,10 +57,12 @@ def backtest(
     try:
         step = interval_seconds(interval)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--interval") from None
+        raise UsageError(f"--interval: {exc}") from None
     agg = aggregation.strip().upper()
     if agg not in ("SUM", "AVG"):
-        raise typer.BadParameter(f"must be SUM or AVG, got {aggregation!r}", param_hint="--aggregation")
+        raise UsageError(f"--aggregation must be SUM or AVG, got {aggregation!r}")
+    if not input_csv.is_file():
+        raise NotFoundError(f"input file {input_csv} does not exist")
     t0 = time.perf_counter()
     try:
         with input_csv.open(newline="", encoding="utf-8-sig") as f:
@@ -79,8 +80,7 @@ def backtest(
             line_numbers=lines,
         )
     except (OSError, UnicodeDecodeError, csv.Error, core.BacktestError) as exc:
-        err.print(f"[red]backtest failed:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(f"backtest failed: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(core.output_rows(result))

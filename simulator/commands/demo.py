@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
@@ -26,8 +26,10 @@ from sentinel_core.intervals import to_utc
 from sentinel_core.records import parse_timestamp
 from sentinel_core.spec import SpecError
 
-from simulator.cli import app
-from simulator.demo_run import DEFAULT_START, DemoError, DemoOptions, DemoResult, ReceivedAlert, run_demo
+from simulator.errors import OperationError, UsageError
+
+if TYPE_CHECKING:  # the demo machinery loads moto, matplotlib and the CDK app: imported when the demo runs
+    from simulator.demo_run import DemoResult, ReceivedAlert
 
 
 class RichObserver:
@@ -171,7 +173,6 @@ def errors_table(result: DemoResult) -> Table:
     return table
 
 
-@app.command()
 def demo(
     preset: Annotated[
         str,
@@ -192,7 +193,8 @@ def demo(
         "out/demo"
     ),
     start: Annotated[
-        str | None, typer.Option(help=f"Start of the live window, UTC (default {DEFAULT_START:%Y-%m-%d %H:%M}).")
+        str | None,
+        typer.Option(help="Start of the live window, UTC (default: the demo's fixed date, so every run is the same)."),
     ] = None,
     emails: Annotated[bool, typer.Option(help="Print each alert's e-mail text, not only the SMS.")] = True,
 ) -> None:
@@ -202,6 +204,8 @@ def demo(
     injected anomalies and a few malformed messages in fast simulated time, prints every alert as its recipients
     receive it and writes OUT/report.html (plots of the affected series, alerts, the S3 layout).
     """
+    from simulator.demo_run import DEFAULT_START, DemoError, DemoOptions, run_demo
+
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
     if preset in ("loyalty", "ecommerce"):  # S3-upload / Kinesis presets: same machinery, their own feeding
         from simulator.demo_presets import run_preset_demo
@@ -212,7 +216,7 @@ def demo(
         try:
             live_start = to_utc(parse_timestamp(start))
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--start") from None
+            raise UsageError(f"--start: {exc}") from None
     options = DemoOptions(
         preset=preset,
         days=days,
@@ -229,8 +233,7 @@ def demo(
         with RichObserver(console, show_email=emails) as observer:
             result = run_demo(options, observer)
     except (DemoError, SpecError) as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(f"demo failed: {exc}") from None
     console.print()
     console.print(detections_table(result))
     if result.errors:
@@ -244,4 +247,4 @@ def demo(
         f"{options.days:g} d of history + {options.hours:g} h of live data in simulated time"
     )
     if result.counts.lost:
-        raise typer.Exit(1)
+        raise OperationError(f"{result.counts.lost:,} records lost between publish and S3")

@@ -12,20 +12,18 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import boto3
 import typer
 from rich.console import Console
 from rich.table import Table
 from sentinel_core import store
 from sentinel_core.alerts import fmt_number
 
-from simulator.cli import app
+from simulator.errors import NotFoundError, UsageError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 console = Console()
-err = Console(stderr=True)
 
 
 def _outputs(path: Path) -> dict[str, str]:
@@ -33,7 +31,7 @@ def _outputs(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--stack-outputs") from None
+        raise UsageError(f"--stack-outputs: cannot read {path}: {exc}") from None
     flat: dict[str, str] = {}
     for key, value in data.items() if isinstance(data, dict) else []:
         if isinstance(value, dict):
@@ -56,10 +54,9 @@ def resolve(table: str | None, detector: str | None, stack_outputs: Path | None)
     table = table or _pick(outputs, "anomaly", "table") or os.environ.get("ANOMALY_TABLE")
     detector = detector or _pick(outputs, "detector", "id") or os.environ.get("DETECTOR_ID") or None
     if not table:
-        raise typer.BadParameter(
+        raise UsageError(
             "which anomaly table? give --table NAME, a --stack-outputs file with an AnomalyTable output, "
-            "or set ANOMALY_TABLE",
-            param_hint="--table",
+            "or set ANOMALY_TABLE"
         )
     return table, detector
 
@@ -102,9 +99,7 @@ def run_feedback(
         console.print(list_table(groups))
         return
     if not group_id or not series_id or is_anomaly is None:
-        raise typer.BadParameter(
-            "give --group ID --series ID and --not-anomaly or --anomaly (or --list to see the groups)"
-        )
+        raise UsageError("give --group ID --series ID and --not-anomaly or --anomaly (or --list to see the groups)")
     group = store.find_group(ddb, table, group_id, detector)
     fb = store.put_feedback(ddb, table, group, series_id, is_anomaly)
     verdict = "an anomaly" if is_anomaly else "NOT an anomaly"
@@ -115,7 +110,6 @@ def run_feedback(
     )
 
 
-@app.command()
 def feedback(
     group: Annotated[str | None, typer.Option("--group", help="Anomaly group id (from the alert e-mail).")] = None,
     series: Annotated[
@@ -136,13 +130,27 @@ def feedback(
     stack_outputs: Annotated[
         Path | None, typer.Option(help="JSON from `cdk deploy --outputs-file` naming the table and detector.")
     ] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration).")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
+        ),
+    ] = None,
 ) -> None:
     """Mark a series of an anomaly group as --not-anomaly (learned as normal) or --anomaly; or --list groups."""
+    import boto3  # here, not at module level: boto3 alone takes longer to import than `sentinel --help` may
+
+    table_name, detector_id = resolve(table, detector, stack_outputs)
+    ddb = boto3.client("dynamodb", region_name=region)  # no region anywhere: NoRegionError, a one-line usage error
     try:
-        table_name, detector_id = resolve(table, detector, stack_outputs)
-        ddb = boto3.client("dynamodb", region_name=region)
         run_feedback(ddb, table_name, detector_id, group, series, anomaly, show_list, limit)
     except store.StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
+    except Exception as exc:
+        if aws_error_code(exc) == "ResourceNotFoundException":
+            raise NotFoundError(
+                f"anomaly table {table_name!r} does not exist in region {ddb.meta.region_name} "
+                "(check --table / --stack-outputs / $ANOMALY_TABLE and --region)"
+            ) from None
+        raise  # credentials and other AWS errors: translated by the CLI group

@@ -14,8 +14,8 @@ from sentinel_core.intervals import DETECTOR_INTERVALS, to_utc
 from sentinel_core.records import parse_timestamp
 from sentinel_core.spec import SpecError, get_preset
 
-from simulator.cli import app
 from simulator.datagen import ANOMALY_KINDS, generate_dataset
+from simulator.errors import OperationError, UsageError
 from simulator.uploads import generate_upload, print_upload_summary
 
 console = Console(stderr=True)
@@ -27,10 +27,9 @@ def parse_start(text: str | None) -> datetime | None:
     try:
         return to_utc(parse_timestamp(text))
     except ValueError as exc:
-        raise typer.BadParameter(f"{exc}", param_hint="--start") from None
+        raise UsageError(f"--start: {exc}") from None
 
 
-@app.command()
 def generate(
     preset: Annotated[str, typer.Option(help="Pipeline preset whose schema the data follows.")] = "air-quality",
     days: Annotated[
@@ -87,11 +86,9 @@ def generate(
         )
         elapsed = time.perf_counter() - t0
     except (SpecError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
     except OSError as exc:
-        console.print(f"[red]error:[/red] cannot write to {out}: {exc}")
-        raise typer.Exit(1) from None
+        raise OperationError(f"cannot write to {out}: {exc}") from None
 
     table = Table(title=f"{spec.preset} data ({spec.interval}, {len(summary.entities)} locations, seed {seed})")
     table.add_column("file")

@@ -9,18 +9,22 @@ import typer
 from rich.console import Console
 from sentinel_core.spec import SpecError, get_preset
 
-from simulator.cli import app
-from simulator.provisioning import ProvisionError, deprovision, provision
+from simulator.errors import OperationError, UsageError
 
 console = Console(stderr=True)
 
 
-@app.command(name="provision")
 def provision_command(
     thing: Annotated[str, typer.Option(help="Thing name; also the MQTT client id.")],
     certs_dir: Annotated[Path, typer.Option(help="Directory for the certificate, key and config.json (mode 0600).")],
     preset: Annotated[str, typer.Option(help="IoT preset whose topics the device uses.")] = "air-quality",
-    region: Annotated[str | None, typer.Option(help="AWS region (default: AWS_REGION / your profile).")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Add a certificate even if the thing already has certificates this tool did not make.")
     ] = False,
@@ -35,12 +39,16 @@ def provision_command(
     own command topic. Certificate, private key and config.json (endpoint, topics) go to --certs-dir with mode 0600.
     Honours AWS_ENDPOINT_URL, so it also runs against a local moto server.
     """
+    from simulator.provisioning import ProvisionError, provision  # boto3: loaded when the command runs, not for --help
+
     try:
         spec = get_preset(preset)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         result = provision(thing, certs_dir, spec, region, force=force, rotate=rotate, download_ca=download_root_ca)
-    except (ProvisionError, SpecError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    except ProvisionError as exc:
+        raise OperationError(str(exc)) from None  # its message says what to fix (region, credentials...)
     for action in result.actions or ["everything already in place: nothing changed"]:
         console.print(f"• {action}")
     cfg = result.config
@@ -51,17 +59,17 @@ def provision_command(
     )
 
 
-@app.command(name="deprovision")
 def deprovision_command(
     thing: Annotated[str, typer.Option(help="Thing name given to provision.")],
     certs_dir: Annotated[Path, typer.Option(help="The directory provision wrote.")],
     region: Annotated[str | None, typer.Option(help="AWS region (default: the one recorded by provision).")] = None,
 ) -> None:
     """Remove what provision made: detach, deactivate and delete the certificate, the policy, the thing, the files."""
+    from simulator.provisioning import ProvisionError, deprovision
+
     try:
         actions = deprovision(thing, certs_dir, region)
     except ProvisionError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise OperationError(str(exc)) from None  # its message says what to fix (region, credentials...)
     for action in actions:
         console.print(f"• {action}")

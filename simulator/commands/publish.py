@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,11 +20,12 @@ from rich.table import Table
 from sentinel_core.intervals import floor_to_interval
 from sentinel_core.spec import PipelineSpec, SpecError, get_preset
 
-from simulator.cli import app
 from simulator.datagen import generate_records, read_records
-from simulator.device import Device, DeviceError, DeviceSettings
-from simulator.provisioning import DeviceConfig, ProvisionError
+from simulator.errors import InterruptError, NotFoundError, OperationError, UsageError
 from simulator.publisher import Injection, Pacing, Publisher, PublishStats
+
+if TYPE_CHECKING:  # the AWS IoT SDK (awscrt) and boto3 load when the command runs, not for --help
+    from simulator.device import DeviceSettings
 
 console = Console(stderr=True)
 out = Console(soft_wrap=True, highlight=False)
@@ -43,7 +44,7 @@ def _source(
     records: Iterable[dict[str, Any]]
     if file is not None:
         if not file.is_file():
-            raise typer.BadParameter(f"{file} does not exist", param_hint="--file")
+            raise NotFoundError(f"--file {file} does not exist")
         records = read_records(file)
         total = max(0, _count_records(file) - skip)
     else:
@@ -68,17 +69,20 @@ def _settings(
     thing: str | None,
 ) -> tuple[DeviceSettings, str, str | None]:
     """Connection settings from --certs-dir (provision's output), overridden by explicit options."""
+    from simulator.device import DeviceSettings
+    from simulator.provisioning import DeviceConfig
+
     cfg: DeviceConfig | None = DeviceConfig.load(certs_dir) if certs_dir else None
     thing_name = thing or (cfg.thing if cfg else None)
     if not thing_name:
-        raise typer.BadParameter("pass --thing (or --certs-dir written by provision)", param_hint="--thing")
+        raise UsageError("pass --thing (or --certs-dir written by provision)")
     host = endpoint or (cfg.endpoint if cfg else None)
     if not host:
-        raise typer.BadParameter("pass --endpoint (or --certs-dir written by provision)", param_hint="--endpoint")
+        raise UsageError("pass --endpoint (or --certs-dir written by provision)")
     cert_path = cert or (certs_dir / cfg.cert_file if cfg and certs_dir else None)
     key_path = key or (certs_dir / cfg.key_file if cfg and certs_dir else None)
     if cert_path is None or key_path is None:
-        raise typer.BadParameter("pass --cert and --key (or --certs-dir written by provision)", param_hint="--cert")
+        raise UsageError("pass --cert and --key (or --certs-dir written by provision)")
     ca_path = ca or (certs_dir / cfg.ca_file if cfg and certs_dir and cfg.ca_file else None)
     settings = DeviceSettings(
         endpoint=host,
@@ -127,7 +131,6 @@ def _report(stats: PublishStats, interrupted: bool, skip: int) -> None:
         )
 
 
-@app.command()
 def publish(
     certs_dir: Annotated[
         Path | None, typer.Option(help="Directory written by 'provision' (endpoint, certificate, key, thing).")
@@ -181,6 +184,9 @@ def publish(
     Ctrl-C stops cleanly: no new record is sent, outstanding acknowledgements are awaited (twice: stop waiting).
     The summary says what was not sent and which --skip resumes without gaps or duplicates.
     """
+    from simulator.device import Device, DeviceError, DeviceSettings
+    from simulator.provisioning import ProvisionError
+
     try:
         cfg_preset: str | None = None
         settings: DeviceSettings | None = None
@@ -188,12 +194,12 @@ def publish(
         if not dry_run or certs_dir is not None:
             try:
                 settings, thing_name, cfg_preset = _settings(certs_dir, endpoint, port, cert, key, ca, client_id, thing)
-            except typer.BadParameter:
+            except UsageError:
                 if not dry_run:
                     raise
         spec = get_preset(preset or cfg_preset or "air-quality")
         if not spec.topic_root:
-            raise typer.BadParameter(f"preset {spec.preset!r} is not an MQTT preset", param_hint="--preset")
+            raise UsageError(f"--preset {spec.preset!r} is not an MQTT preset")
         topic = spec.telemetry_topic(thing_name)
         injection = (
             Injection.build(spec, inject, location or [], inject_measure, magnitude, inject_after, inject_duration)
@@ -201,11 +207,10 @@ def publish(
             else None
         )
         if location and not inject:
-            raise typer.BadParameter("--location only makes sense with --inject", param_hint="--location")
+            raise UsageError("--location only makes sense with --inject")
         records, total = _source(spec, file, locations, seed, skip, count)
     except (SpecError, ValueError, ProvisionError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
     is_history = file is not None and file.suffix.lower() in (".json", ".jsonl")
     pacing = Pacing(rate=rate, speed=speed if speed is not None else (0.0 if is_history else 1.0))
 
@@ -223,7 +228,9 @@ def publish(
         console.print(f"dry run: {stats.sent:,} payloads for {topic}, {stats.invalid:,} invalid, nothing sent")
         for ex in stats.invalid_examples:
             console.print(f"[yellow]invalid:[/yellow] {ex}")
-        raise typer.Exit(1 if stats.invalid else 0)
+        if stats.invalid:
+            raise OperationError(f"{stats.invalid:,} invalid record(s) in the source")
+        return
 
     assert settings is not None
     settings = DeviceSettings(**{**settings.__dict__, "ack_timeout_secs": ack_timeout})
@@ -231,11 +238,9 @@ def publish(
         device = Device(settings, on_event=lambda msg: console.print(f"[yellow]{msg}[/yellow]"))
         device.connect()
     except DeviceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise OperationError(str(exc)) from None
     except KeyboardInterrupt:
-        console.print("interrupted while connecting: nothing was sent")
-        raise typer.Exit(130) from None
+        raise InterruptError("interrupted while connecting: nothing was sent") from None
     console.print(f"connected to {settings.endpoint}:{settings.port} as {settings.client_id!r}; publishing to {topic}")
     try:
         device.subscribe(spec.command_topic(thing_name), _print_command)
@@ -310,6 +315,8 @@ def publish(
     interrupted = stats.stopped_early
     _report(stats, interrupted, skip)
     if interrupted:
-        raise typer.Exit(130)
+        raise InterruptError(f"stopped by Ctrl-C; resume with --skip {skip + stats.resume_skip}")
     if stats.failed or stats.unconfirmed or stats.invalid:
-        raise typer.Exit(1)
+        raise OperationError(
+            f"{stats.failed:,} failed, {stats.unconfirmed:,} unconfirmed, {stats.invalid:,} invalid (see the summary)"
+        )

@@ -16,8 +16,8 @@ from sentinel_core.intervals import floor_to_interval, interval_seconds, to_utc
 from sentinel_core.records import parse_timestamp
 from sentinel_core.spec import SpecError, get_preset
 
-from simulator.cli import app
 from simulator.datagen import resolve_entities, write_labels
+from simulator.errors import OperationError, UsageError, as_cli_error
 from simulator.streaming import (
     Event,
     KinesisSender,
@@ -36,10 +36,9 @@ def _start(text: str | None, minutes: float, step: int) -> datetime:
     try:
         return to_utc(parse_timestamp(text))
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--start") from None
+        raise UsageError(f"--start: {exc}") from None
 
 
-@app.command()
 def stream(
     preset: Annotated[str, typer.Option(help="A Kinesis-ingest preset.")] = "ecommerce",
     stream_name: Annotated[
@@ -66,7 +65,13 @@ def stream(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per record before giving up.")] = 6,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Generate and count, send nothing.")] = False,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: from the environment).")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
+        ),
+    ] = None,
 ) -> None:
     """Send e-commerce page views (daily seasonality, funnel, markets) to a Kinesis data stream with PutRecords.
 
@@ -89,11 +94,9 @@ def stream(
             planned = broken_checkout(spec, ents, at, min(drop_minutes, (t1 - at).total_seconds() / 60), drop_platform)
         events = page_view_events(spec, t0, t1, combinations, seed, planned, scale)
     except (SpecError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UsageError(str(exc)) from None
     if not dry_run and not stream_name:
-        console.print("[red]error:[/red] --stream-name (or SENTINEL_STREAM_NAME) is required unless --dry-run")
-        raise typer.Exit(2)
+        raise UsageError("--stream-name (or SENTINEL_STREAM_NAME) is required unless --dry-run")
     write_labels(labels, planned)
 
     per_page: Counter[str] = Counter()
@@ -137,15 +140,17 @@ def stream(
             )
             try:
                 stats = sender.send(flow)
-            except Exception as exc:  # a non-retryable error (no such stream, access denied): say so
-                console.print(f"[red]error:[/red] PutRecords failed: {exc}")
-                raise typer.Exit(1) from None
+            except Exception as exc:  # a non-retryable error (no such stream, access denied): say which
+                error = as_cli_error(exc)
+                if error is None:
+                    raise
+                raise type(error)(f"PutRecords to stream {stream_name!r} failed: {error.message}") from None
     _summary(stats, per_page, planned, labels, dry_run)
     if dry_run:
         for ev in sample:
             console.print(f"  e.g. {ev.data.decode()}")
     if stats.failed:
-        raise typer.Exit(1)
+        raise OperationError(f"{len(stats.failed):,} record(s) not delivered after {max_attempts} attempts")
 
 
 def _summary(stats: SendStats, per_page: Counter[str], planned: list[Any], labels: Path, dry_run: bool) -> None:

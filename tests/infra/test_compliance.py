@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cfnlint.api import ManualArgs, lint
 
-from tests.infra.conftest import Synth
+from tests.support.assembly import Synth, SynthCache
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 LOOKOUT_TYPES = ("AWS::LookoutMetrics::AnomalyDetector", "AWS::LookoutMetrics::Alert")
@@ -41,7 +40,7 @@ def test_cdk_nag_aws_solutions_has_no_findings(synth: Synth) -> None:
     assert not [m for m in synth.messages("error")]
 
 
-def test_cdk_nag_catches_a_violation(tmp_path: Path, synth_cache: Callable[..., Synth]) -> None:
+def test_cdk_nag_catches_a_violation(tmp_path: Path, synth_cache: SynthCache) -> None:
     """Control: the same app with one unprotected bucket does not synthesize (so the test above can fail)."""
     synth_cache("air-quality", "builtin")  # warm the jsii runtime once
     from aws_cdk import aws_s3 as s3

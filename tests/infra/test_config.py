@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,15 @@ from typing import Any
 import pytest
 from sentinel_core.spec import Measure, get_preset
 
-from infra.config import CONTEXT_KEYS, ConfigError, SentinelConfig
+from infra.config import (
+    CONTEXT_KEYS,
+    DEFAULT_ENGINE,
+    DEFAULT_PRESET,
+    ConfigError,
+    SentinelConfig,
+    default_detector_id,
+    default_stack_name,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,22 +27,36 @@ def cfg(**ctx: Any) -> SentinelConfig:
     return SentinelConfig.from_context(ctx)
 
 
-def test_defaults_are_air_quality_builtin() -> None:
+def field_defaults() -> dict[str, object]:
+    """The ``SentinelConfig`` fields that have a default, with it (the one place defaults are written)."""
+    return {f.name: f.default for f in dataclasses.fields(SentinelConfig) if f.default is not dataclasses.MISSING}
+
+
+def test_defaults_come_from_the_config_fields() -> None:
     c = cfg()
-    assert c.spec == get_preset("air-quality")
-    assert c.engine == "builtin"
-    assert c.stack_name == "MetricSentinel-air-quality"
-    assert c.detector_id == c.detector_name == "metric-sentinel-air-quality"
-    assert (c.powertools_layer_version, c.log_retention_days, c.schedule_offset_seconds) == (27, 30, 120)
-    assert c.alert_emails == c.alert_phones == ()
+    assert c.spec == get_preset(DEFAULT_PRESET) and c.engine == DEFAULT_ENGINE
+    assert c.stack_name == default_stack_name(DEFAULT_PRESET)
+    assert c.detector_id == c.detector_name == default_detector_id(DEFAULT_PRESET)
+    defaults = field_defaults()
+    assert {"log_retention_days", "powertools_layer_version", "schedule_offset_seconds"} <= set(defaults)
+    assert {name: getattr(c, name) for name in defaults} == defaults
+
+
+def test_derived_defaults_follow_the_preset() -> None:
+    c = cfg(preset="loyalty")
+    assert c.stack_name == default_stack_name("loyalty") != default_stack_name(DEFAULT_PRESET)
+    assert c.detector_id == c.detector_name == default_detector_id("loyalty")
+    assert cfg(preset="loyalty", detector_id="mine").detector_name == "mine"
 
 
 def test_cdk_json_context_is_valid_and_complete() -> None:
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     assert set(CONTEXT_KEYS) <= set(context)
     c = SentinelConfig.from_context(context)
-    assert (c.preset, c.engine) == ("air-quality", "builtin")
+    assert (c.preset, c.engine) == (DEFAULT_PRESET, DEFAULT_ENGINE)
     assert context["@aws-cdk/core:validateAgainstDefaultRules"] is True
+    # cdk.json shows the settings to whoever deploys; it must build exactly the defaults' configuration.
+    assert c == cfg()
 
 
 def test_frozen() -> None:

@@ -39,7 +39,7 @@ def test_api_route_needs_a_cognito_jwt_and_the_stage_throttles_and_logs(builtin:
     assert route["Properties"]["RouteKey"] == "POST /api/{operation}"
     assert route["Properties"]["AuthorizationType"] == "JWT"
     _, auth = one(builtin, "AWS::ApiGatewayV2::Authorizer")
-    pool_id, _ = builtin.by_role("console-user-pool")
+    pool_id, _ = builtin.by_marker("console-user-pool")
     assert auth["Properties"]["AuthorizerType"] == "JWT"
     assert pool_id in json.dumps(auth["Properties"]["JwtConfiguration"]["Issuer"])
     _, stage = one(builtin, "AWS::ApiGatewayV2::Stage")
@@ -50,7 +50,7 @@ def test_api_route_needs_a_cognito_jwt_and_the_stage_throttles_and_logs(builtin:
 
 
 def test_user_pool_has_no_self_sign_up_and_requires_mfa(builtin: Synth) -> None:
-    _, pool = builtin.by_role("console-user-pool")
+    _, pool = builtin.by_marker("console-user-pool")
     p = pool["Properties"]
     assert p["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     assert p["MfaConfiguration"] == "ON" and p["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
@@ -61,9 +61,9 @@ def test_user_pool_has_no_self_sign_up_and_requires_mfa(builtin: Synth) -> None:
 
 
 def test_ui_is_private_behind_cloudfront_with_oac_tls_and_security_headers(builtin: Synth) -> None:
-    _, bucket = builtin.by_role("console-web-bucket")
+    _, bucket = builtin.by_marker("console-web-bucket")
     assert bucket["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
-    _, dist = builtin.by_role("console-distribution")
+    _, dist = builtin.by_marker("console-distribution")
     cfg = dist["Properties"]["DistributionConfig"]
     assert cfg["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
     assert cfg["DefaultRootObject"] == "index.html" and "Logging" in cfg
@@ -82,9 +82,9 @@ def test_ui_is_private_behind_cloudfront_with_oac_tls_and_security_headers(built
 
 
 def test_console_api_may_read_the_table_and_index_and_write_feedback_only(builtin: Synth) -> None:
-    _, fn = builtin.by_role("console_api")
+    _, fn = builtin.by_marker("console_api")
     role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
-    table_id, table = builtin.by_role("anomaly-table")
+    table_id, table = builtin.by_marker("anomaly-table")
     stmts = {s["Sid"]: s for s in policy_statements_of_role(builtin, role_id) if "Sid" in s}
     assert stmts["ReadGroupsRunsFeedback"]["Action"] == ["dynamodb:GetItem", "dynamodb:Query"]
     assert stmts["WriteFeedback"]["Action"] == ["dynamodb:PutItem", "dynamodb:UpdateItem"]
@@ -100,12 +100,12 @@ def test_console_api_may_read_the_table_and_index_and_write_feedback_only(builti
 
 
 def test_history_archive_and_glue_tables(builtin: Synth) -> None:
-    _, mapping = builtin.by_role("console-archive-stream")
+    _, mapping = builtin.by_marker("console-archive-stream")
     m = mapping["Properties"]
     assert m["BisectBatchOnFunctionError"] is True and "OnFailure" in m["DestinationConfig"]
     assert "GROUP#" in json.dumps(m["FilterCriteria"]) and "FEEDBACK#" in json.dumps(m["FilterCriteria"])
     for kind, columns in (("groups", GROUP_COLUMNS), ("feedback", FEEDBACK_COLUMNS)):
-        _, table = builtin.by_role(f"console-glue-{kind}")
+        _, table = builtin.by_marker(f"console-glue-{kind}")
         t = table["Properties"]["TableInput"]
         assert t["Parameters"]["projection.enabled"] == "true" and t["PartitionKeys"] == [
             {"Name": "day", "Type": "string"}
@@ -116,10 +116,10 @@ def test_history_archive_and_glue_tables(builtin: Synth) -> None:
 
 def test_alerts_link_to_the_console_unless_configured(builtin: Synth, synth_cache: Callable[..., Synth]) -> None:
     alerting = "detector" if builtin.preset != "loyalty" else "backtest_job"
-    _, fn = builtin.by_role(alerting)
-    dist_id, _ = builtin.by_role("console-distribution")
+    _, fn = builtin.by_marker(alerting)
+    dist_id, _ = builtin.by_marker("console-distribution")
     url = fn["Properties"]["Environment"]["Variables"]["CONSOLE_BASE_URL"]
     assert dist_id in json.dumps(url) and "https://" in json.dumps(url)
     own = synth_cache("air-quality", "builtin", console_base_url="https://console.example.org")
-    _, det = own.by_role("detector")
+    _, det = own.by_marker("detector")
     assert det["Properties"]["Environment"]["Variables"]["CONSOLE_BASE_URL"] == "https://console.example.org"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,8 +17,9 @@ from sentinel_core import layout
 from sentinel_core.intervals import DETECTOR_INTERVALS, floor_to_interval
 from transform import logic
 
-from tests.infra.conftest import Synth
+from local_aws.firehose import render_firehose_prefix
 from tests.infra.test_stack import render_join
+from tests.support.assembly import Synth, SynthCache
 
 TIMES = [
     datetime(2026, 3, 23, 10, 7, 31, tzinfo=UTC),
@@ -63,16 +63,16 @@ def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("interval", DETECTOR_INTERVALS)
-def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: Callable[..., Synth]) -> None:
+def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: SynthCache) -> None:
     # The preset's own interval reuses the plain synth; the others override it.
     extra = {} if interval == "PT5M" else {"interval": interval}
     s = synth_cache("air-quality", "lookout", **extra)
     spec = s.spec()
     assert spec.interval == interval
-    bucket_id, _ = s.by_role("data-bucket")
-    _, stream = s.by_role("delivery-stream")
+    bucket_id, _ = s.by_marker("data-bucket")
+    _, stream = s.by_marker("delivery-stream")
     prefix = stream["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
-    _, det = s.by_role("lookout-detector")
+    _, det = s.by_marker("lookout-detector")
     (ms,) = det["Properties"]["MetricSetList"]
     assert ms["MetricSetFrequency"] == interval
     (templated,) = ms["MetricSource"]["S3SourceConfig"]["TemplatedPathList"]
@@ -82,7 +82,7 @@ def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: Call
         keys = transform_keys(ts, s)
         assert keys == layout.partition_keys(ts, spec)
         # Firehose renders the prefix at arrival (later, maybe in the next interval): only the keys matter.
-        written = layout.render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
+        written = render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
         read_by_lookout = render_lookout(lookout, start).removeprefix("s3://BUCKET/") + "/"
         assert written == read_by_lookout == layout.interval_folder(ts, spec), (interval, ts)
         assert layout.parse_interval_folder(written + "part-0001", spec) == start

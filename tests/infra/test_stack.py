@@ -10,9 +10,16 @@ from aws_cdk.assertions import Match, Template
 from sentinel_core import layout
 from sentinel_core.spec import get_preset
 
-from tests.infra.conftest import Synth
+from infra.common import MARKER_METADATA_KEY, METRICS_NAMESPACE, POWERTOOLS_ACCOUNT
+from infra.config import FIREHOSE_BUFFER_SECONDS, SentinelConfig, default_detector_id
+from infra.delivery import BUFFER_MB
+from tests.support.assembly import Synth, SynthCache
 
-POWERTOOLS = "017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
+# Every synth here uses the configuration's defaults for what it does not set.
+DEFAULTS = SentinelConfig.from_context({})
+POWERTOOLS = (
+    f"{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:{DEFAULTS.powertools_layer_version}"
+)
 
 
 def flat(value: Any) -> str:
@@ -20,19 +27,19 @@ def flat(value: Any) -> str:
 
 
 def test_every_stage_is_there_once(synth: Synth) -> None:
-    roles = synth.roles()
+    markers = synth.markers()
     expected = {"data-bucket", "access-log-bucket", "data-key", "delivery-stream", "transform", "alert-topic"}
     if synth.engine == "builtin":
         expected |= {"detector", "detector-schedule", "detector-dlq", "anomaly-table", "idempotency-table"}
-        assert "lookout-detector" not in roles
+        assert "lookout-detector" not in markers
     else:
         expected |= {"lookout-detector", "lookout-alert"}
-        assert "detector" not in roles and "anomaly-table" not in roles
+        assert "detector" not in markers and "anomaly-table" not in markers
     if get_preset(synth.preset).ingest == "iot":
         expected |= {"iot-rule", "device-policy", "automation", "automation-dlq", "idempotency-table"}
     else:
-        assert "iot-rule" not in roles and "automation" not in roles
-    assert expected <= roles
+        assert "iot-rule" not in markers and "automation" not in markers
+    assert expected <= markers
     t = Template.from_json(synth.template)
     t.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
     t.resource_count_is("AWS::LookoutMetrics::AnomalyDetector", 1 if synth.engine == "lookout" else 0)
@@ -46,20 +53,20 @@ def test_spec_matches_preset(synth: Synth) -> None:
 
 def test_firehose_writes_the_layout(synth: Synth) -> None:
     spec = synth.spec()
-    _, stream = synth.by_role("delivery-stream")
+    _, stream = synth.by_marker("delivery-stream")
     dest = stream["Properties"]["ExtendedS3DestinationConfiguration"]
     assert dest["Prefix"] == layout.firehose_prefix(spec)
     assert dest["ErrorOutputPrefix"] == layout.firehose_error_prefix(spec)
-    assert dest["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 64}
+    assert dest["BufferingHints"] == {"IntervalInSeconds": FIREHOSE_BUFFER_SECONDS, "SizeInMBs": BUFFER_MB}
     assert dest["DynamicPartitioningConfiguration"]["Enabled"] is True
     assert dest["CompressionFormat"] == "UNCOMPRESSED"
     assert dest["CloudWatchLoggingOptions"]["Enabled"] is True
     assert "KMSEncryptionConfig" in dest["EncryptionConfiguration"]
-    bucket_id, _ = synth.by_role("data-bucket")
+    bucket_id, _ = synth.by_marker("data-bucket")
     assert dest["BucketARN"] == {"Fn::GetAtt": [bucket_id, "Arn"]}
     (proc,) = dest["ProcessingConfiguration"]["Processors"]
     params = {p["ParameterName"]: p["ParameterValue"] for p in proc["Parameters"]}
-    transform_id, _ = synth.by_role("transform")
+    transform_id, _ = synth.by_marker("transform")
     assert proc["Type"] == "Lambda" and params["LambdaArn"] == {"Fn::GetAtt": [transform_id, "Arn"]}
     sources = synth.of_type("AWS::Kinesis::Stream")
     if spec.ingest == "kinesis" and sources:
@@ -83,20 +90,20 @@ def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None
         if lid.startswith("BucketNotificationsHandler"):
             continue  # CDK's deploy-time handler of Custom::S3BucketNotifications (the loyalty upload trigger)
         p = fn["Properties"]
-        role = fn["Metadata"]["sentinel:role"]
-        assert p["Handler"] == f"{role}.app.lambda_handler"
+        package = fn["Metadata"][MARKER_METADATA_KEY]  # a function's marker is its handler package
+        assert p["Handler"] == f"{package}.app.lambda_handler"
         assert p["Runtime"] == "python3.12"
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert POWERTOOLS in flat(p["Layers"])
         env = p["Environment"]["Variables"]
         assert env["SENTINEL_SPEC"] == spec_json
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MetricSentinel"
-        assert env["POWERTOOLS_SERVICE_NAME"] == role
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
+        assert env["POWERTOOLS_SERVICE_NAME"] == package
         log_ref = p["LoggingConfig"]["LogGroup"]["Ref"]
-        assert groups[log_ref]["Properties"]["RetentionInDays"] == 30, lid
+        assert groups[log_ref]["Properties"]["RetentionInDays"] == DEFAULTS.log_retention_days, lid
         assert fn["Metadata"]["aws:asset:path"].startswith("asset.")
         asset = synth.outdir / fn["Metadata"]["aws:asset:path"]
-        assert (asset / role / "app.py").exists() and (asset / "sentinel_core" / "layout.py").exists()
+        assert (asset / package / "app.py").exists() and (asset / "sentinel_core" / "layout.py").exists()
         assert not list(asset.rglob("__pycache__"))
     for lid, group in groups.items():
         assert "RetentionInDays" in group["Properties"], lid
@@ -107,24 +114,29 @@ def test_builtin_detector_wiring(synth: Synth) -> None:
         pytest.skip("builtin engine only")
     t = Template.from_json(synth.template)
     spec = synth.spec()
-    det_id, det = synth.by_role("detector")
+    det_id, det = synth.by_marker("detector")
     env = det["Properties"]["Environment"]["Variables"]
-    bucket_id, _ = synth.by_role("data-bucket")
-    table_id, _ = synth.by_role("anomaly-table")
-    idem_id, _ = synth.by_role("idempotency-table")
-    topic_id, _ = synth.by_role("alert-topic")
+    bucket_id, _ = synth.by_marker("data-bucket")
+    table_id, _ = synth.by_marker("anomaly-table")
+    idem_id, _ = synth.by_marker("idempotency-table")
+    topic_id, _ = synth.by_marker("alert-topic")
     assert env["DATA_BUCKET"] == {"Ref": bucket_id}
     assert env["ANOMALY_TABLE"] == {"Ref": table_id}
     assert env["IDEMPOTENCY_TABLE"] == {"Ref": idem_id}
     assert env["ALERT_TOPIC_ARN"] == {"Ref": topic_id}
-    assert env["DETECTOR_ID"] == f"metric-sentinel-{spec.preset}"
-    assert env["SCHEDULE_OFFSET_SECONDS"] == "120"
-    assert env["ALERT_FILTER"] == ""
+    assert env["DETECTOR_ID"] == default_detector_id(spec.preset)
+    assert env["SCHEDULE_OFFSET_SECONDS"] == str(DEFAULTS.schedule_offset_seconds)
+    assert env["ALERT_FILTER"] == DEFAULTS.alert_filter_json
     assert det["Properties"]["ReservedConcurrentExecutions"] == 1
     assert 60 <= det["Properties"]["Timeout"] < max(120, {"PT5M": 300, "PT10M": 600}.get(spec.interval, 901))
     assert "TargetArn" in det["Properties"]["DeadLetterConfig"]
-    _, rule = synth.by_role("detector-schedule")
-    expected = {"PT5M": "cron(2/5 * * * ? *)", "PT10M": "cron(2/10 * * * ? *)", "P1D": "cron(2 0 * * ? *)"}
+    _, rule = synth.by_marker("detector-schedule")
+    minute = DEFAULTS.schedule_offset_seconds // 60  # whole minutes after the interval closes
+    expected = {
+        "PT5M": f"cron({minute}/5 * * * ? *)",
+        "PT10M": f"cron({minute}/10 * * * ? *)",
+        "P1D": f"cron({minute} 0 * * ? *)",
+    }
     assert rule["Properties"]["ScheduleExpression"] == expected[spec.interval]
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [det_id, "Arn"]}
@@ -134,13 +146,13 @@ def test_builtin_detector_wiring(synth: Synth) -> None:
         "AWS::CloudWatch::Alarm",
         {"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": det_id}}]},
     )
-    _, table = synth.by_role("anomaly-table")
+    _, table = synth.by_marker("anomaly-table")
     tp = table["Properties"]
     assert tp["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
     assert tp["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert tp["SSESpecification"]["SSEEnabled"] is True
-    _, idem = synth.by_role("idempotency-table")
+    _, idem = synth.by_marker("idempotency-table")
     assert idem["Properties"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert idem["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     for queue in synth.of_type("AWS::SQS::Queue").values():
@@ -151,8 +163,8 @@ def test_lookout_metric_set_reads_what_firehose_writes(synth: Synth) -> None:
     if synth.engine != "lookout":
         pytest.skip("lookout engine only")
     spec = synth.spec()
-    bucket_id, _ = synth.by_role("data-bucket")
-    _, det = synth.by_role("lookout-detector")
+    bucket_id, _ = synth.by_marker("data-bucket")
+    _, det = synth.by_marker("lookout-detector")
     (ms,) = det["Properties"]["MetricSetList"]
     src = ms["MetricSource"]["S3SourceConfig"]
     if spec.ingest == "s3":  # loyalty: backtest configuration on the uploaded CSV files, no live template
@@ -172,14 +184,14 @@ def test_lookout_metric_set_reads_what_firehose_writes(synth: Synth) -> None:
     assert src["FileFormatDescriptor"]["JsonFormatDescriptor"]["FileCompression"] == "NONE"  # Firehose: UNCOMPRESSED
     assert ms["MetricSetFrequency"] == spec.interval
     assert det["Properties"]["AnomalyDetectorConfig"]["AnomalyDetectorFrequency"] == spec.interval
-    assert ms["Offset"] == 120
+    assert ms["Offset"] == DEFAULTS.schedule_offset_seconds
     assert ms["TimestampColumn"] == {"ColumnName": spec.timestamp_column, "ColumnFormat": "yyyy-MM-dd HH:mm:ss"}
     assert ms["DimensionList"] == list(spec.dimensions)
     assert [(m["MetricName"], m["AggregationFunction"]) for m in ms["MetricList"]] == [
         (m.name, m.aggregation) for m in spec.measures
     ]
-    _, alert = synth.by_role("lookout-alert")
-    topic_id, _ = synth.by_role("alert-topic")
+    _, alert = synth.by_marker("lookout-alert")
+    topic_id, _ = synth.by_marker("alert-topic")
     assert alert["Properties"]["AlertSensitivityThreshold"] == round(spec.severity_threshold)
     assert alert["Properties"]["Action"]["SNSConfiguration"]["SnsTopicArn"] == {"Ref": topic_id}
     warnings = synth.messages("warning")
@@ -197,21 +209,21 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     spec = synth.spec()
     if spec.ingest != "iot":
         pytest.skip("IoT ingest only")
-    stream_id, _ = synth.by_role("delivery-stream")
-    _, rule = synth.by_role("iot-rule")
+    stream_id, _ = synth.by_marker("delivery-stream")
+    _, rule = synth.by_marker("iot-rule")
     payload = rule["Properties"]["TopicRulePayload"]
     assert payload["Sql"] == f"SELECT * FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608 - IoT rule SQL
     (action,) = payload["Actions"]
     assert action["Firehose"]["Separator"] == "\n"
     assert action["Firehose"]["DeliveryStreamName"] == {"Ref": stream_id}
-    errors_id, _ = synth.by_role("iot-rule-errors")
+    errors_id, _ = synth.by_marker("iot-rule-errors")
     assert payload["ErrorAction"]["CloudwatchLogs"]["LogGroupName"] == {"Ref": errors_id}
     # The rule's role may put records into that one stream only.
     role_id = action["Firehose"]["RoleArn"]["Fn::GetAtt"][0]
     stmts = policy_statements_of_role(synth, role_id)
     firehose_res = [s["Resource"] for s in stmts if "firehose:PutRecord" in as_list(s["Action"])]
     assert firehose_res == [{"Fn::GetAtt": [stream_id, "Arn"]}]
-    _, policy = synth.by_role("device-policy")
+    _, policy = synth.by_marker("device-policy")
     doc = flat(policy["Properties"]["PolicyDocument"])
     assert "${iot:Connection.Thing.ThingName}" in doc
     assert f"topic/{spec.topic_root}/${{iot:Connection.Thing.ThingName}}/telemetry" in doc
@@ -219,13 +231,13 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     for stmt in policy["Properties"]["PolicyDocument"]["Statement"]:
         assert "*" not in flat(stmt["Action"]) and stmt["Resource"] != "*"
     # Automation may publish commands only.
-    _, auto = synth.by_role("automation")
+    _, auto = synth.by_marker("automation")
     auto_role = auto["Properties"]["Role"]["Fn::GetAtt"][0]
     publish = [s for s in policy_statements_of_role(synth, auto_role) if "iot:Publish" in as_list(s["Action"])]
     assert len(publish) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(publish[0]["Resource"])
 
 
-def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> None:
+def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: SynthCache) -> None:
     s = synth_cache(
         "air-quality",
         "builtin",
@@ -234,8 +246,8 @@ def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> 
         ops_emails="platform@example.com",
     )
     t = Template.from_json(s.template)
-    key_id, _ = s.by_role("alert-key")
-    _, topic = s.by_role("alert-topic")
+    key_id, _ = s.by_marker("alert-key")
+    _, topic = s.by_marker("alert-topic")
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     t.has_resource_properties(
         "AWS::SNS::TopicPolicy",
@@ -247,8 +259,8 @@ def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> 
             }
         },
     )
-    topic_id, _ = s.by_role("alert-topic")
-    ops_topic_id, _ = s.by_role("ops-topic")
+    topic_id, _ = s.by_marker("alert-topic")
+    ops_topic_id, _ = s.by_marker("ops-topic")
     subs = [r["Properties"] for r in s.of_type("AWS::SNS::Subscription").values()]
     people = {(p["TopicArn"]["Ref"], p["Protocol"], p["Endpoint"]) for p in subs if p["Protocol"] in ("email", "sms")}
     # Anomaly alerts and pipeline alarms reach different people: ops_emails subscribe to the operations topic only.
@@ -262,10 +274,10 @@ def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: Any) -> 
 
 def test_data_bucket_is_locked_down(synth: Synth) -> None:
     t = Template.from_json(synth.template)
-    logs_id, _ = synth.by_role("access-log-bucket")
-    key_id, key = synth.by_role("data-key")
+    logs_id, _ = synth.by_marker("access-log-bucket")
+    key_id, key = synth.by_marker("data-key")
     assert key["Properties"]["EnableKeyRotation"] is True
-    _, bucket = synth.by_role("data-bucket")
+    _, bucket = synth.by_marker("data-bucket")
     p = bucket["Properties"]
     assert p["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -340,9 +352,11 @@ def test_no_wildcard_actions(synth: Synth) -> None:
 def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
     """Resource ``*`` only where AWS offers no resource-level permission (and key policies' own key)."""
     allowed_star = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "iot:DescribeEndpoint"}
+    checked = 0
     for lid, s in all_statements(synth):
         if s["Effect"] != "Allow" or s.get("Resource") != "*":
             continue
+        checked += 1
         if synth.resources[lid]["Type"] == "AWS::KMS::Key":
             root = ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]
             if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}:  # operations topic key (monitoring)
@@ -352,6 +366,7 @@ def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
             assert s["Principal"] == {"AWS": {"Fn::Join": ["", root]}}
             continue
         assert set(as_list(s["Action"])) <= allowed_star, f"{lid}: {s}"
+    assert checked, "no Resource-* statement at all: the transform's X-Ray grant is one in every stack"
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -377,5 +392,5 @@ def test_outputs_the_operator_tools_read(synth: Synth) -> None:
     expected = {"DataBucketName", "DeliveryStreamName", "AlertTopicArn", "LivePrefix", "HistoricalPrefix"}
     if synth.engine == "builtin":
         expected |= {"DetectorFunctionName", "DetectorId", "AnomalyTableName"}
-        assert outputs["DetectorId"]["Value"] == f"metric-sentinel-{synth.preset}"
+        assert outputs["DetectorId"]["Value"] == default_detector_id(synth.preset)
     assert expected <= set(outputs)

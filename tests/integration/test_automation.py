@@ -11,18 +11,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import (
-    REGION,
-    LambdaContext,
-    create_idempotency_table,
-    create_topic_with_queue,
-    drain,
-    published_iot,
-    route_account_iot_endpoint,
-)
 from sentinel_core import alerts
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
 from sentinel_core.spec import get_preset
+
+from local_aws import published_iot, route_account_iot_endpoint
+from tests.support.aws import REGION, create_idempotency_table, create_topic_with_queue, drain, lambda_context
 
 T0 = datetime(2022, 3, 20, 10, 5, tzinfo=UTC)
 
@@ -82,7 +76,7 @@ def test_alert_becomes_one_command_per_location(aws: dict[str, str]) -> None:
     from automation import app
 
     event = delivered_event(aws["topic"], aws["queue"], group_at(["B-101", "A-1002"]))
-    result = app.lambda_handler(event, LambdaContext())
+    result = app.lambda_handler(event, lambda_context())
     assert result["alerts"] == 1
     sent = published_iot()
     assert [t for t, _ in sent] == ["sentinel/air-quality/B-101/commands", "sentinel/air-quality/A-1002/commands"]
@@ -99,8 +93,8 @@ def test_redelivered_alert_sends_no_second_command(aws: dict[str, str]) -> None:
     from automation import app
 
     event = delivered_event(aws["topic"], aws["queue"], group_at(["B-101"]))
-    app.lambda_handler(event, LambdaContext())
-    app.lambda_handler(event, LambdaContext())  # SNS at-least-once: the same alert again
+    app.lambda_handler(event, lambda_context())
+    app.lambda_handler(event, lambda_context())  # SNS at-least-once: the same alert again
     assert len(published_iot()) == 1
 
 
@@ -110,7 +104,7 @@ def test_non_iot_preset_is_ignored_and_counted(aws: dict[str, str], monkeypatch:
     event = delivered_event(aws["topic"], aws["queue"], group_at(["B-101"]))
     monkeypatch.setenv("SENTINEL_SPEC", get_preset("loyalty").to_json())
     app.runtime.cache_clear()
-    result = app.lambda_handler(event, LambdaContext())
+    result = app.lambda_handler(event, lambda_context())
     assert result == {"alerts": 1, "commands": [], "ignored_non_iot": 1}
     assert published_iot() == []
 
@@ -120,5 +114,5 @@ def test_a_message_that_is_not_an_alert_fails_loudly(aws: dict[str, str]) -> Non
 
     event = {"Records": [{"Sns": {"Message": json.dumps({"hello": "world"})}}]}
     with pytest.raises(logic.AlertParseError, match="not a Lookout alert"):
-        app.lambda_handler(event, LambdaContext())
+        app.lambda_handler(event, lambda_context())
     assert published_iot() == []

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from moto import mock_aws
-from sentinel_aws import REGION, LambdaContext
 from sentinel_core import store
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
 from sentinel_core.spec import get_preset
+
+from tests.support.aws import REGION, lambda_context
 
 SPEC = get_preset("air-quality")
 DETECTOR = "sentinel-air-quality"
@@ -128,7 +129,7 @@ class Api:
             "body": base64.b64encode(text.encode()).decode(),
             "isBase64Encoded": True,
         }
-        resp = app.lambda_handler(event, LambdaContext(function_name="sentinel-console"))
+        resp = app.lambda_handler(event, lambda_context("sentinel-console"))
         return int(resp["statusCode"]), json.loads(resp["body"]) if resp.get("body") else None
 
     def ok(self, operation: str, body: Any = None) -> Any:

@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import REGION, LambdaContext
-from sentinel_core import store
+from sentinel_core import environment, store
 
 from infra.console import FEEDBACK_COLUMNS, GROUP_COLUMNS
 from tests.integration.test_console_api import DETECTOR, GROUPS, TABLE, create_table
+from tests.support.aws import REGION, lambda_context
 
 BUCKET = "sentinel-data"
 PREFIX = "console-history/"
@@ -92,7 +92,7 @@ def test_groups_and_feedback_land_in_daily_partitions(env: tuple[Any, Any]) -> N
     store.put_feedback(ddb, TABLE, g, g.series_ids[0], False)
     store.put_run(ddb, TABLE, DETECTOR, store.RunRecord(g.start), 50)  # not archived
     records = [record(i, n) for n, i in enumerate(items(ddb))]
-    out = app.lambda_handler({"Records": records}, LambdaContext(function_name="archive"))
+    out = app.lambda_handler({"Records": records}, lambda_context("archive"))
     assert out["objects"] == 2
     objects = read(s3)
     day = g.start.strftime("%Y-%m-%d")
@@ -105,7 +105,7 @@ def test_groups_and_feedback_land_in_daily_partitions(env: tuple[Any, Any]) -> N
     assert fb["is_anomaly"] is False and fb["series_id"] == g.series_ids[0] and fb["detector_id"] == DETECTOR
     assert set(fb) == {c for c, _ in FEEDBACK_COLUMNS}
     # the same batch again (a retry): the same objects, no duplicate lines
-    app.lambda_handler({"Records": records}, LambdaContext(function_name="archive"))
+    app.lambda_handler({"Records": records}, lambda_context("archive"))
     assert {k: len(v) for k, v in read(s3).items()} == {k: len(v) for k, v in objects.items()}
 
 
@@ -116,7 +116,7 @@ def test_deletes_and_other_items_write_nothing(env: tuple[Any, Any]) -> None:
     store.put_run(ddb, TABLE, DETECTOR, store.RunRecord(GROUPS[0].start), 50)
     (run,) = items(ddb)
     removed = {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": run["pk"], "sk": run["sk"]}}}
-    out = app.lambda_handler({"Records": [record(run, 1), removed]}, LambdaContext(function_name="archive"))
+    out = app.lambda_handler({"Records": [record(run, 1), removed]}, lambda_context("archive"))
     assert out["objects"] == 0 and read(s3) == {}
 
 
@@ -124,5 +124,5 @@ def test_missing_configuration_is_a_clear_error(env: tuple[Any, Any], monkeypatc
     from console_archive import app
 
     monkeypatch.delenv("DATA_BUCKET")
-    with pytest.raises(app.ConfigError, match="DATA_BUCKET"):
-        app.lambda_handler({"Records": []}, LambdaContext(function_name="archive"))
+    with pytest.raises(environment.ConfigError, match="DATA_BUCKET"):
+        app.lambda_handler({"Records": []}, lambda_context("archive"))

@@ -9,32 +9,22 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from sentinel_core import layout
 from sentinel_core.spec import PipelineSpec
 
-from simulator.runtime import LocalPipeline
+from local_aws import LocalPipeline
+from tests.support.aws import Play
 
 T0 = datetime(2026, 3, 23, 10, 7, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def air_quality_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "cdk.out"
-    LocalPipeline.synth({"preset": "air-quality"}, out)  # real CDK synth (about half a minute)
-    return out
-
-
 @pytest.fixture
-def pipeline(air_quality_assembly: Path) -> Iterator[LocalPipeline]:
-    with mock_aws():
-        yield LocalPipeline.from_assembly(air_quality_assembly).start()
+def pipeline(play: Play) -> LocalPipeline:
+    return play("air-quality")
 
 
 def spec_of(p: LocalPipeline) -> PipelineSpec:
@@ -61,7 +51,7 @@ def test_template_is_what_the_runtime_plays(pipeline: LocalPipeline) -> None:
     [rule] = pipeline.rules
     assert rule.sql.topic_filter == spec.telemetry_topic_filter
     assert rule.firehose_actions == [(fh.name, "\n", False)] and rule.error_action
-    assert {f.role for f in pipeline.functions.values()} >= {"transform", "detector", "automation"}
+    assert {f.package for f in pipeline.functions.values()} >= {"transform", "detector", "automation"}
     assert pipeline.data_bucket in {r.physical for r in pipeline.template.of_type("AWS::S3::Bucket")}
 
 
@@ -126,37 +116,29 @@ def test_messages_on_other_topics_do_not_enter(pipeline: LocalPipeline) -> None:
     assert pipeline.ledger.records_in == 0 and not read_all(pipeline, "")
 
 
-@pytest.fixture(scope="module")
-def ecommerce_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth-ecommerce") / "cdk.out"
-    LocalPipeline.synth({"preset": "ecommerce"}, out)
-    return out
+def test_kinesis_stream_feeds_firehose_of_the_synthesized_stack(play: Play) -> None:
+    p = play("ecommerce")
+    spec = spec_of(p)
+    [stream] = p.template.of_type("AWS::Kinesis::Stream")
+    [fh] = p.firehoses.values()
+    assert fh.source_stream_arn == stream.arn and fh.prefix == layout.firehose_prefix(spec)
+    at = datetime(2026, 3, 23, 10, 17, 30, tzinfo=UTC)
+    view = {"event_time": "2026-03-23T10:17:00Z", "page_type": "cart", "platform": "web", "marketplace": "US"}
+    seq = p.put_kinesis(stream.physical, json.dumps(view), "user-1", now=at)
+    p.put_kinesis(stream.physical, json.dumps({**view, "page_type": ""}), "user-2", now=at)
+    p.flush(at + timedelta(minutes=5))
+    [(key, body)] = read_all(p, layout.live_root(spec)).items()
+    assert key.startswith("ecommerce/live/20260323/1010/")
+    assert json.loads(body) == {**view, "event_time": "2026-03-23 10:17:00", "views": 1.0}
+    [err] = [json.loads(line) for b in read_all(p, layout.error_root(spec)).values() for line in b.splitlines()]
+    from transform.logic import explain_error_document
 
-
-def test_kinesis_stream_feeds_firehose_of_the_synthesized_stack(ecommerce_assembly: Path) -> None:
-    with mock_aws():
-        p = LocalPipeline.from_assembly(ecommerce_assembly).start()
-        spec = spec_of(p)
-        [stream] = p.template.of_type("AWS::Kinesis::Stream")
-        [fh] = p.firehoses.values()
-        assert fh.source_stream_arn == stream.arn and fh.prefix == layout.firehose_prefix(spec)
-        at = datetime(2026, 3, 23, 10, 17, 30, tzinfo=UTC)
-        view = {"event_time": "2026-03-23T10:17:00Z", "page_type": "cart", "platform": "web", "marketplace": "US"}
-        seq = p.put_kinesis(stream.physical, json.dumps(view), "user-1", now=at)
-        p.put_kinesis(stream.physical, json.dumps({**view, "page_type": ""}), "user-2", now=at)
-        p.flush(at + timedelta(minutes=5))
-        [(key, body)] = read_all(p, layout.live_root(spec)).items()
-        assert key.startswith("ecommerce/live/20260323/1010/")
-        assert json.loads(body) == {**view, "event_time": "2026-03-23 10:17:00", "views": 1.0}
-        [err] = [json.loads(line) for b in read_all(p, layout.error_root(spec)).values() for line in b.splitlines()]
-        from transform.logic import explain_error_document
-
-        assert explain_error_document(err, spec)[0] == "missing_dimension"
-        assert err["sequenceNumber"] and seq  # Kinesis-sourced error documents name the record's sequence number
-        # moto kept the records on the stream too (other consumers could read them).
-        shard = p.client("kinesis").list_shards(StreamName=stream.physical)["Shards"][0]["ShardId"]
-        it = p.client("kinesis").get_shard_iterator(
-            StreamName=stream.physical, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        assert len(p.client("kinesis").get_records(ShardIterator=it)["Records"]) >= 1
-        assert p.ledger.records_in == 2 == p.ledger.delivered + p.ledger.failed and p.ledger.kinesis_records == 2
+    assert explain_error_document(err, spec)[0] == "missing_dimension"
+    assert err["sequenceNumber"] and seq  # Kinesis-sourced error documents name the record's sequence number
+    # moto kept the records on the stream too (other consumers could read them).
+    shard = p.client("kinesis").list_shards(StreamName=stream.physical)["Shards"][0]["ShardId"]
+    it = p.client("kinesis").get_shard_iterator(
+        StreamName=stream.physical, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    assert len(p.client("kinesis").get_records(ShardIterator=it)["Records"]) >= 1
+    assert p.ledger.records_in == 2 == p.ledger.delivered + p.ledger.failed and p.ledger.kinesis_records == 2

@@ -17,9 +17,9 @@ from moto import mock_aws
 from sentinel_core import layout
 from sentinel_core.spec import get_preset
 
-from simulator.runtime import LocalPipeline
-from simulator.runtime.iot import RuleSql, topic_matches
-from simulator.runtime.schedule import Schedule
+from local_aws import LocalPipeline
+from local_aws.iot import RuleSql, topic_matches
+from local_aws.schedule import Schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = get_preset("air-quality")
@@ -259,7 +259,7 @@ def _wide_template() -> dict[str, Any]:
     body = _template()
     res = body["Resources"]
     ecom = get_preset("ecommerce")
-    res["Clicks"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}}
+    res["Clicks"] = {"Type": "AWS::Kinesis::Stream", "Properties": {"StreamModeDetails": {"StreamMode": "ON_DEMAND"}}}
     clicks_fh = json.loads(json.dumps(res["Stream"]))
     clicks_fh["Properties"]["DeliveryStreamType"] = "KinesisStreamAsSource"
     clicks_fh["Properties"]["KinesisStreamSourceConfiguration"] = {

@@ -104,9 +104,8 @@ def test_outputs_are_written(result: DemoResult) -> None:
 
 
 def test_cli_help_lists_the_flags() -> None:
-    from simulator.cli import _register, app
+    from simulator.cli import app
 
-    _register()
     text = CliRunner().invoke(app, ["demo", "--help"], terminal_width=200).output
     for flag in ("--preset", "--days", "--locations", "--seed", "--anomalies", "--out", "--hours"):
         assert flag in text

@@ -15,17 +15,19 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import (
+from sentinel_core import layout, store
+from sentinel_core.alerts import parse_lookout_alert
+from sentinel_core.environment import ConfigError
+from sentinel_core.spec import get_preset
+
+from tests.support.aws import (
     REGION,
-    LambdaContext,
     create_anomaly_table,
     create_idempotency_table,
     create_topic_with_queue,
     drain,
+    lambda_context,
 )
-from sentinel_core import layout, store
-from sentinel_core.alerts import parse_lookout_alert
-from sentinel_core.spec import get_preset
 
 SPEC = get_preset("air-quality")
 STEP = timedelta(minutes=5)
@@ -75,11 +77,11 @@ class Env:
         key = f"{layout.interval_folder(start, SPEC)}{name}{'.gz' if gz else ''}"
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
 
-    def invoke(self, closed: datetime, **ctx: Any) -> dict[str, Any]:
+    def invoke(self, closed: datetime) -> dict[str, Any]:
         from detector import app
 
         event = scheduled_event(closed)
-        return app.lambda_handler(event, LambdaContext(function_name="sentinel-detector", **ctx))
+        return app.lambda_handler(event, lambda_context("sentinel-detector"))
 
     def alerts(self) -> list[dict[str, Any]]:
         return [parse_lookout_alert(env["Message"]) for env in drain(self.queue)]
@@ -248,11 +250,11 @@ def test_alert_filter_drops_other_locations(env: Env, monkeypatch: pytest.Monkey
 
 
 def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector import app, runner
+    from detector import app
 
     monkeypatch.delenv("DATA_BUCKET")
     app.runtime.cache_clear()
-    with pytest.raises(runner.ConfigError, match="DATA_BUCKET"):
+    with pytest.raises(ConfigError, match="DATA_BUCKET"):
         env.invoke(LIVE)
 
 
@@ -260,14 +262,13 @@ def test_missing_configuration_is_a_clear_error(env: Env, monkeypatch: pytest.Mo
 def test_feedback_not_anomaly_is_honoured_on_the_next_run(env: Env, verdict: str | None) -> None:
     from typer.testing import CliRunner
 
-    from simulator.cli import _register, app
+    from simulator.cli import app
 
     env.put_interval(LIVE, spike=6.0)
     first = env.invoke(LIVE)
     (alert,) = env.alerts()
     assert first["alerts_sent"] == 1
     if verdict:
-        _register()
         cli = CliRunner().invoke(
             app,
             [

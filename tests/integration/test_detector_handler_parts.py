@@ -11,6 +11,7 @@ from detector import runner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentinel_core.alerts import AlertFilter
+from sentinel_core.environment import ConfigError
 from sentinel_core.spec import get_preset
 
 AQ = get_preset("air-quality")
@@ -19,7 +20,16 @@ T = datetime(2022, 3, 20, 12, 0, tzinfo=UTC)
 
 
 def cfg(**kw: int) -> runner.Settings:
-    return runner.Settings(AQ, "b", "arn:aws:sns:eu-west-1:123456789012:t", "tbl", "det", 120, AlertFilter(), **kw)
+    return runner.Settings(
+        spec=AQ,
+        bucket="b",
+        topic_arn="arn:aws:sns:eu-west-1:123456789012:t",
+        table="tbl",
+        detector_id="det",
+        offset_seconds=120,
+        alert_filter=AlertFilter(),
+        **kw,
+    )
 
 
 GOOD = b'{"TIMESTAMP": "2022-03-20 12:01:00", "LOCATION_ID": "B-101", "CO": 2.6, "SO2": 62, "NO2": 57}\n'
@@ -91,11 +101,11 @@ def test_plan_is_in_order_contiguous_bounded_and_ends_at_or_before_closed(behind
 
 def test_settings_from_env_names_what_is_missing() -> None:
     env = {"SENTINEL_SPEC": AQ.to_json(), "DATA_BUCKET": "b"}
-    with pytest.raises(runner.ConfigError, match="ALERT_TOPIC_ARN, ANOMALY_TABLE, DETECTOR_ID"):
+    with pytest.raises(ConfigError, match="ALERT_TOPIC_ARN, ANOMALY_TABLE, DETECTOR_ID"):
         runner.Settings.from_env(env)
     env |= {"ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:t", "ANOMALY_TABLE": "t", "DETECTOR_ID": "d"}
     env["SCHEDULE_OFFSET_SECONDS"] = "2 minutes"
-    with pytest.raises(runner.ConfigError, match="SCHEDULE_OFFSET_SECONDS"):
+    with pytest.raises(ConfigError, match="SCHEDULE_OFFSET_SECONDS"):
         runner.Settings.from_env(env)
     env["SCHEDULE_OFFSET_SECONDS"] = "150"
     env["ALERT_FILTER"] = '{"measures": ["CO"]}'

@@ -13,11 +13,11 @@ import boto3
 import pytest
 from detector import runner
 from moto import mock_aws
-from sentinel_aws import REGION, create_topic_with_queue
 from sentinel_core import layout, store
 from sentinel_core.spec import get_preset
 
 from tests.integration.test_console_api import TABLE, create_table
+from tests.support.aws import REGION, create_topic_with_queue
 
 SPEC = get_preset("air-quality")
 BUCKET = "sentinel-data"

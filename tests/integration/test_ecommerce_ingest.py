@@ -9,35 +9,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from moto import mock_aws
 from sentinel_core import layout
 from sentinel_core.intervals import floor_to_interval
 from sentinel_core.records import parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
+from local_aws import LocalKinesis, LocalPipeline
 from simulator.datagen import resolve_entities
-from simulator.runtime import LocalPipeline
-from simulator.streaming import Event, KinesisSender, LocalKinesis, broken_checkout, page_view_events
+from simulator.streaming import Event, KinesisSender, broken_checkout, event_arrival, page_view_events
+from tests.support.aws import Play
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def ecommerce_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "cdk.out"
-    LocalPipeline.synth({"preset": "ecommerce"}, out)  # real CDK synth
-    return out
-
-
 @pytest.fixture
-def pipeline(ecommerce_assembly: Path) -> Iterator[LocalPipeline]:
-    with mock_aws():
-        yield LocalPipeline.from_assembly(ecommerce_assembly).start()
+def pipeline(play: Play) -> LocalPipeline:
+    return play("ecommerce")
 
 
 def spec_of(p: LocalPipeline) -> PipelineSpec:
@@ -88,10 +78,10 @@ def test_page_views_land_in_their_own_interval_folders(pipeline: LocalPipeline) 
     )  # fmt: skip
     garbage = Event(b'{"event_time": "2026-11-23 09:29:00", "page_type": ', "bad", T0 + timedelta(minutes=29))
     sent = [*events, late, future, garbage]
-    stats = KinesisSender(LocalKinesis(pipeline, spec), stream_name(pipeline), rate=None).send(events)
+    stats = KinesisSender(LocalKinesis(pipeline, event_arrival(spec)), stream_name(pipeline), rate=None).send(events)
     assert stats.records == len(events) and stats.calls >= 1 and not stats.failed
     # the odd ones arrive at 09:29 by the pipeline's clock, whatever their own time says
-    odd = LocalKinesis(pipeline, spec, clock=lambda: T0 + timedelta(minutes=29))
+    odd = LocalKinesis(pipeline, lambda _data: T0 + timedelta(minutes=29))
     assert KinesisSender(odd, stream_name(pipeline), rate=None).send([late, future, garbage]).records == 3
     pipeline.flush(T0 + timedelta(minutes=40), force=True)
     assert pipeline.pending == 0

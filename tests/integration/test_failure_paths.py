@@ -15,9 +15,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +24,8 @@ from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import PipelineSpec
 
-from simulator.demo_run import fresh_lambda_modules
-from simulator.runtime import LocalPipeline
+from local_aws import LocalPipeline
+from tests.support.aws import Play
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +33,6 @@ STEP = timedelta(minutes=5)
 LIVE = datetime(2026, 3, 23, 12, 0, tzinfo=UTC)  # first live interval
 LOCATIONS = ("A-1002", "B-101", "C-7")
 HISTORY_DAYS = 2
-
-
-@pytest.fixture(scope="module")
-def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The air-quality stack (builtin engine), synthesized once for this module."""
-    from infra.app import build_app
-
-    out = tmp_path_factory.mktemp("failure-paths-cdk")
-    build_app({"preset": "air-quality", "engine": "builtin"}, str(out))
-    return out
 
 
 def reading(loc: str, ts: datetime, rng: random.Random, co: float | None = None) -> dict[str, Any]:
@@ -106,7 +94,7 @@ class Harness:
     def run_detector_after(self, start: datetime) -> dict[str, Any] | BaseException:
         """Advance to the schedule that scores ``start`` (fires ``offset`` after the next interval begins)."""
         fired = self.pipe.tick(start + STEP + self.offset)
-        mine = [r for name, _, r in fired if self.pipe.function(name).role == "detector"]
+        mine = [r for name, _, r in fired if self.pipe.function(name).package == "detector"]
         assert mine, f"no detector run fired by {start + STEP + self.offset}"
         self.reports.extend(mine)
         return mine[-1]  # type: ignore[no-any-return]
@@ -143,11 +131,8 @@ class Harness:
 
 
 @pytest.fixture
-def h(assembly: Path) -> Iterator[Harness]:
-    fresh_lambda_modules()  # handlers cache clients and settings per process: every test starts clean
-    with LocalPipeline.from_assembly(assembly) as pipe:
-        yield Harness(pipe)
-    fresh_lambda_modules()
+def h(play: Play) -> Harness:
+    return Harness(play("air-quality"))  # the offline harness starts every handler cold
 
 
 def loaded(module: str) -> Any:

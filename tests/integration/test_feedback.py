@@ -10,12 +10,12 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import REGION, create_anomaly_table
 from sentinel_core import store
 from sentinel_core.model import AnomalyGroup, Contribution, PointScore, SeriesKey
 from typer.testing import CliRunner
 
-from simulator.cli import _register, app
+from simulator.cli import app
+from tests.support.aws import REGION, create_anomaly_table
 
 T0 = datetime(2022, 3, 20, 10, 0, tzinfo=UTC)
 runner = CliRunner()
@@ -43,7 +43,6 @@ def make_group(detector: str = "det-aq") -> AnomalyGroup:
 
 @pytest.fixture
 def table() -> Iterator[str]:
-    _register()
     with mock_aws():
         name = create_anomaly_table()
         store.save_group(boto3.client("dynamodb", region_name=REGION), name, make_group())

@@ -19,18 +19,12 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 from moto import mock_aws
-from sentinel_aws import (
-    REGION,
-    LambdaContext,
-    create_anomaly_table,
-    create_topic_with_queue,
-    drain,
-)
 from sentinel_core import layout, store
 from sentinel_core.alerts import parse_lookout_alert
 from sentinel_core.spec import get_preset
 
 from simulator.uploads import generate_upload
+from tests.support.aws import REGION, create_anomaly_table, create_topic_with_queue, drain, lambda_context
 
 SPEC = get_preset("loyalty")
 BUCKET = "sentinel-data"
@@ -104,7 +98,7 @@ def test_upload_is_backtested_with_error_report_groups_and_alerts(aws: dict[str,
     _, summary = loyalty_file
     key = f"{layout.upload_prefix(SPEC)}2026 export/loyalty.csv"  # a space: S3 URL-encodes it in the event
     _upload(key, summary.file.read_bytes())
-    out = app.lambda_handler(s3_event(key), LambdaContext())  # type: ignore[arg-type]
+    out = app.lambda_handler(s3_event(key), lambda_context())  # type: ignore[arg-type]
     rep = out["files"][0]
     assert rep["status"] == "ok"
     assert rep["rows"] == summary.records + 4 and rep["good_rows"] == summary.records and rep["bad_rows"] == 4
@@ -153,7 +147,7 @@ def test_upload_is_backtested_with_error_report_groups_and_alerts(aws: dict[str,
     assert written["groups"] == rep["groups"] and written["summary"].startswith("Sentinel loyalty")
 
     # S3 delivers the event again: nothing is sent twice
-    again = app.lambda_handler(s3_event(key), LambdaContext())  # type: ignore[arg-type]
+    again = app.lambda_handler(s3_event(key), lambda_context())  # type: ignore[arg-type]
     assert again["files"][0]["alerts_sent"] == 0
     assert again["files"][0]["alerts_already_sent"] == rep["alerts_sent"]
     assert drain(aws["QUEUE"]) == []
@@ -164,7 +158,7 @@ def test_the_jobs_own_outputs_and_other_prefixes_are_skipped(aws: dict[str, str]
 
     key = f"{layout.upload_prefix(SPEC)}loyalty.csv.errors.csv"
     _upload(key, b"line,column,reason,message,row\n")
-    out = app.lambda_handler(s3_event(key), LambdaContext())  # type: ignore[arg-type]
+    out = app.lambda_handler(s3_event(key), lambda_context())  # type: ignore[arg-type]
     assert out["files"][0]["status"] == "skipped"
     assert drain(aws["QUEUE"]) == []
 
@@ -174,7 +168,7 @@ def test_a_file_without_a_required_column_is_rejected_with_a_report(aws: dict[st
 
     key = f"{layout.upload_prefix(SPEC)}wrong.csv"
     _upload(key, b"timestamp,location_id,points\n2026-01-01,A-1002,5\n")
-    out = app.lambda_handler(s3_event(key), LambdaContext())  # type: ignore[arg-type]
+    out = app.lambda_handler(s3_event(key), lambda_context())  # type: ignore[arg-type]
     rep = out["files"][0]
     assert rep["status"] == "rejected" and "points_earned" in rep["message"]
     errors = list(csv.DictReader(io.StringIO(_get(key + ".errors.csv"))))
@@ -193,7 +187,7 @@ def test_gzip_upload_with_bom_is_read(aws: dict[str, str]) -> None:
         rows.append(f"{day0 + timedelta(days=d):%Y-%m-%d},A-1002,{1000 + (d % 7) * 10},{300 + d % 3}")
     key = f"{layout.upload_prefix(SPEC)}small.csv"
     _upload(key, gzip.compress(("\n".join(rows) + "\n").encode()))
-    rep = app.lambda_handler(s3_event(key), LambdaContext())["files"][0]  # type: ignore[arg-type]
+    rep = app.lambda_handler(s3_event(key), lambda_context())["files"][0]  # type: ignore[arg-type]
     assert rep["status"] == "ok" and rep["good_rows"] == 60 and rep["bad_rows"] == 0
     assert rep["learn_intervals"] == 42 and rep["report_intervals"] == 18
     assert len([m for m in drain(aws["QUEUE"]) if json.loads(m["Message"]).get("type") == "backtestSummary"]) == 1
@@ -204,7 +198,7 @@ def test_a_file_with_only_bad_rows_is_rejected_with_every_row_reported(aws: dict
 
     key = f"{layout.upload_prefix(SPEC)}all-bad.csv"
     _upload(key, b"timestamp,location_id,points_earned,points_redeemed\nyesterday,A-1002,5,1\n2026-01-02,A-1002,x,1\n")
-    rep = app.lambda_handler(s3_event(key), LambdaContext())["files"][0]  # type: ignore[arg-type]
+    rep = app.lambda_handler(s3_event(key), lambda_context())["files"][0]  # type: ignore[arg-type]
     assert rep["status"] == "rejected" and "no usable row" in rep["message"]
     errors = list(csv.DictReader(io.StringIO(_get(key + ".errors.csv"))))
     assert [(e["line"], e["reason"]) for e in errors] == [("2", "bad_timestamp"), ("3", "bad_measure")]

@@ -11,33 +11,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from sentinel_core import layout, store
 from sentinel_core.spec import PipelineSpec
 
-from simulator.runtime import LocalPipeline
+from local_aws import LocalPipeline
 from simulator.uploads import generate_upload
+from tests.support.aws import Play
 
 END = datetime(2026, 11, 23, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def loyalty_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "cdk.out"
-    LocalPipeline.synth({"preset": "loyalty"}, out)  # real CDK synth
-    return out
-
-
 @pytest.fixture
-def pipeline(loyalty_assembly: Path) -> Iterator[LocalPipeline]:
-    with mock_aws():
-        yield LocalPipeline.from_assembly(loyalty_assembly).start()
+def pipeline(play: Play) -> LocalPipeline:
+    return play("loyalty")
 
 
 def inbox(p: LocalPipeline) -> str:

@@ -13,7 +13,6 @@ import pytest
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
-import simulator.commands.provision  # noqa: F401  (registers the commands)
 from simulator.cli import app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -235,6 +236,38 @@ def test_summary_line_names_the_worst_groups() -> None:
     assert (
         alerts.summary_alert([], AQ) == "Sentinel air-quality: no anomaly at or above severity 70 (0 group(s) below it)"
     )
+
+
+def test_backtest_summary_is_an_alert_message_like_the_others() -> None:
+    gs = [aq_group([co(f"B-{i}", T0 + timedelta(minutes=5 * i), 9, 95 - i)]) for i in range(35)]
+    facts = alerts.BacktestFacts(
+        key="uploads/loyalty/" + "very-long-name-" * 8 + ".csv",
+        report_key="uploads/x.csv.report.json",
+        errors_key="uploads/x.csv.errors.csv",
+        rows=10,
+        good_rows=8,
+        bad_rows=2,
+        first_day="2022-01-01",
+        last_day="2022-03-20",
+        series=4,
+        learn_intervals=55,
+        report_intervals=24,
+        report_start="2022-02-25T00:00:00+00:00",
+        max_group_alerts=20,
+    )
+    msg = alerts.render_backtest_summary(gs, AQ, CTX, facts, "backtest-abc", T0)
+    assert (msg.event_id, msg.group_id, msg.interval) == ("backtest-abc", "backtest-abc", T0)
+    assert len(msg.sms) <= alerts.SMS_LIMIT and msg.sms.startswith("Sentinel air-quality: 26 ")
+    short = alerts.render_backtest_summary(gs, AQ, CTX, replace(facts, key="uploads/a.csv"), "backtest-abc", T0)
+    assert len(short.sms) <= alerts.SMS_LIMIT and short.sms.endswith("... (a.csv)")
+    assert len(msg.subject) <= alerts.SUBJECT_LIMIT and msg.subject.isascii()
+    assert "s3://data-bucket/uploads/x.csv.errors.csv" in msg.email and "... and 5 more" in msg.email
+    kwargs = msg.publish_kwargs("arn:aws:sns:eu-west-1:123456789012:alerts")
+    assert kwargs["MessageStructure"] == "json" and set(json.loads(kwargs["Message"])) == {"default", "sms", "email"}
+    default = json.loads(json.loads(kwargs["Message"])["default"])
+    assert default["type"] == "backtestSummary" and default["badRows"] == 2
+    assert len(default["anomalyGroups"]) == alerts.MAX_SUMMARY_JSON_GROUPS or len(gs) < 50
+    assert [g["anomalyGroupId"] for g in default["anomalyGroups"]] == [g.group_id for g in gs]  # most severe first
 
 
 # -- properties ----------------------------------------------------------------------------------------------------

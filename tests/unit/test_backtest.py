@@ -6,14 +6,18 @@ import csv
 import json
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sentinel_core import backtest as core
+from sentinel_core.aggregate import aggregate
+from sentinel_core.records import Record
+from sentinel_core.spec import Measure, PipelineSpec, get_preset
 from typer.testing import CliRunner
 
-from simulator.cli import _register, app
+from simulator.cli import app
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -49,7 +53,6 @@ def test_detect_columns() -> None:
 
 
 def test_cli_end_to_end_with_bad_rows(tmp_path: Path) -> None:
-    _register()
     src, out, groups = tmp_path / "in.csv", tmp_path / "out.csv", tmp_path / "groups.json"
     n = make_csv(src)
     result = CliRunner().invoke(
@@ -91,7 +94,6 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
         for i in range(300):
             w.writerow([(T0 + timedelta(seconds=97 * i)).isoformat(), "1.0" if i != 250 else "50"])
     out = tmp_path / "o.csv"
-    _register()
     result = CliRunner().invoke(
         app,
         [
@@ -119,7 +121,6 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
 def test_unusable_input_fails_clearly(tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
     src.write_text("a,b\nx,y\n")
-    _register()
     result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2 and "timestamp" in result.output
     result = CliRunner().invoke(app, ["backtest", str(src), "--out", str(tmp_path / "o.csv"), "--interval", "P1Y"])
@@ -145,3 +146,54 @@ def test_aggregate_sum_and_avg_per_interval_and_series() -> None:
     assert avg[T0][SeriesKey("points_redeemed", (("location_id", "S1"),))] == 1.5
     hourly = aggregate(recs, spec, interval="PT1H")
     assert len(hourly) == 3
+
+
+def _loyalty_records(spec: PipelineSpec, days: int = 120) -> list[Record]:
+    rnd = random.Random(7)
+    out = []
+    for d in range(days):
+        for loc in ("S1", "S2"):
+            earned = 100 + 10 * math.sin(d / 7) + rnd.gauss(0, 2) + (300 if (loc, d) == ("S1", 110) else 0)
+            out.append(
+                Record(T0 + timedelta(days=d), (loc,), {"points_earned": round(earned, 3), "points_redeemed": 20.0})
+            )
+    return out
+
+
+def test_records_path_equals_the_csv_text_path() -> None:
+    """The backtest job's records path scores exactly like the CLI's text path (what the job used to do)."""
+    spec = get_preset("loyalty")
+    records = _loyalty_records(spec)
+    header = [spec.timestamp_column, *spec.dimensions, *spec.measure_names]
+    rows = [
+        [r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), *r.dimensions, *(repr(r.values[m]) for m in spec.measure_names)]
+        for r in records
+    ]
+    text = core.run(
+        header,
+        rows,
+        86400,
+        timestamp=spec.timestamp_column,
+        dimensions=list(spec.dimensions),
+        measures=list(spec.measure_names),
+        aggregation="SUM",
+        backtest_fraction=spec.backtest_fraction,
+        detector_id="d",
+    )
+    direct = core.run_records(iter(records), spec, detector_id="d")
+    assert (direct.series, direct.intervals, direct.report_from) == (text.series, text.intervals, text.report_from)
+    assert [g.to_dict() for g in direct.groups] == [g.to_dict() for g in text.groups]
+    assert any(g.score >= spec.severity_threshold for g in direct.groups)
+
+
+def test_mixed_sum_and_avg_measures_are_each_aggregated_their_own_way() -> None:
+    base = get_preset("loyalty")
+    spec = replace(
+        base, measures=(Measure("points_earned", "SUM", "points"), Measure("points_redeemed", "AVG", "points"))
+    )
+    twice = [r for r in _loyalty_records(spec, days=40) for _ in range(2)]  # every reading twice per day
+    direct = core.run_records(twice, spec, detector_id="d")
+    by_interval = aggregate(twice, spec)
+    day = next(iter(by_interval.values()))
+    assert {k.measure: v for k, v in day.items() if k.dimensions == (("location_id", "S2"),)}["points_redeemed"] == 20.0
+    assert direct.intervals == 40 and direct.series == 4

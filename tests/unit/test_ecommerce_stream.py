@@ -20,7 +20,7 @@ from sentinel_core.records import decode_and_validate
 from sentinel_core.spec import get_preset
 from typer.testing import CliRunner
 
-from simulator.cli import _register, app
+from simulator.cli import app
 from simulator.datagen import read_labels, resolve_entities
 from simulator.streaming import (
     MAX_BATCH_BYTES,
@@ -216,7 +216,6 @@ def test_sender_is_rate_limited() -> None:
 
 # -- CLI -------------------------------------------------------------------------------------------------------
 def test_cli_dry_run_and_missing_stream_name(tmp_path: Path) -> None:
-    _register()
     labels = tmp_path / "labels.csv"
     args = ["stream", "--dry-run", "--minutes", "20", "--start", "2026-11-23 12:00", "--labels", str(labels)]
     result = CliRunner().invoke(app, args)

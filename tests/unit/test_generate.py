@@ -19,7 +19,6 @@ from sentinel_core.records import parse_timestamp, validate
 from sentinel_core.spec import SpecError, get_preset
 from typer.testing import CliRunner
 
-import simulator.commands.generate  # noqa: F401  (registers the command)
 from simulator.cli import app
 from simulator.datagen import (
     Label,

@@ -13,7 +13,6 @@ from sentinel_core.records import validate
 from sentinel_core.spec import get_preset
 from typer.testing import CliRunner
 
-import simulator.commands.publish  # noqa: F401  (registers the command)
 from simulator.cli import app
 from simulator.datagen import generate_dataset, generate_records
 from simulator.publisher import Injection, Pacing, Publisher

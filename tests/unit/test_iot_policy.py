@@ -1,4 +1,4 @@
-"""The device policy's scope, proven by evaluating it (sentinel_core.iot_policy) — and the evaluator itself."""
+"""The device policy's scope, proven by evaluating it (local_aws.iot_policy) — and the evaluator itself."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentinel_core.device_policy import device_policy_document
-from sentinel_core.iot_policy import (
+from sentinel_core.spec import PRESETS, get_preset
+
+from local_aws.iot_policy import (
     Arns,
     Connection,
     PolicyError,
@@ -17,7 +19,6 @@ from sentinel_core.iot_policy import (
     is_allowed,
     wildcard_match,
 )
-from sentinel_core.spec import PRESETS, get_preset
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 ARN = Arns(REGION, ACCOUNT)

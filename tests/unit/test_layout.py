@@ -12,6 +12,8 @@ from sentinel_core import layout
 from sentinel_core.intervals import DETECTOR_INTERVALS, floor_to_interval, interval_seconds
 from sentinel_core.spec import PRESETS, PipelineSpec
 
+from local_aws.firehose import render_firehose_prefix
+
 SPECS = [s.with_overrides(interval=i) for s in PRESETS.values() for i in DETECTOR_INTERVALS]
 ARRIVAL = datetime(2026, 3, 23, 23, 59, 30, tzinfo=UTC)
 
@@ -27,7 +29,7 @@ def test_everything_agrees_for_every_interval(spec: PipelineSpec) -> None:
     start = floor_to_interval(ts, spec.interval)
     keys = layout.partition_keys(ts, spec)
     folder = layout.interval_folder(ts, spec)
-    firehose = layout.render_firehose_prefix(layout.firehose_prefix(spec), keys, ARRIVAL)
+    firehose = render_firehose_prefix(layout.firehose_prefix(spec), keys, ARRIVAL)
     lookout = lookout_render(layout.lookout_path_template("bucket", spec), start)
     assert firehose == folder
     assert lookout == f"s3://bucket/{folder}".rstrip("/")
@@ -60,7 +62,7 @@ def test_folder_round_trip_and_order(spec: PipelineSpec, ts: datetime) -> None:
 
 def test_error_prefix_and_other_roots() -> None:
     spec = PRESETS["air-quality"]
-    rendered = layout.render_firehose_prefix(layout.firehose_error_prefix(spec), {}, ARRIVAL, "processing-failed")
+    rendered = render_firehose_prefix(layout.firehose_error_prefix(spec), {}, ARRIVAL, "processing-failed")
     assert rendered == "air-quality/errors/processing-failed/2026/03/23/"
     roots = {
         layout.live_root(spec),
@@ -77,13 +79,13 @@ def test_error_prefix_and_other_roots() -> None:
 
 def test_render_firehose_prefix_expressions() -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert layout.render_firehose_prefix("x/!{timestamp:yyyy-MM-dd HH:mm:ss}/", {}, at) == "x/2026-01-02 03:04:05/"
-    assert layout.render_firehose_prefix("!{partitionKeyFromQuery:k}/", {"k": "v"}, at) == "v/"
-    assert re.fullmatch(r"\w+/", layout.render_firehose_prefix("!{firehose:random-string}/", {}, at))
+    assert render_firehose_prefix("x/!{timestamp:yyyy-MM-dd HH:mm:ss}/", {}, at) == "x/2026-01-02 03:04:05/"
+    assert render_firehose_prefix("!{partitionKeyFromQuery:k}/", {"k": "v"}, at) == "v/"
+    assert re.fullmatch(r"\w+/", render_firehose_prefix("!{firehose:random-string}/", {}, at))
     with pytest.raises(KeyError, match="missing"):
-        layout.render_firehose_prefix("!{partitionKeyFromLambda:nope}/", {}, at)
+        render_firehose_prefix("!{partitionKeyFromLambda:nope}/", {}, at)
     with pytest.raises(ValueError, match="unsupported"):
-        layout.render_firehose_prefix("!{bogus:x}/", {}, at)
+        render_firehose_prefix("!{bogus:x}/", {}, at)
 
 
 @pytest.mark.parametrize(

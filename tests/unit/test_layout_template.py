@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from simulator.runtime.template import Template, TemplateError
+from local_aws.template import Template, TemplateError
 
 BODY: dict[str, Any] = {
     "Parameters": {"Env": {"Type": "String", "Default": "dev"}},

@@ -11,7 +11,7 @@ from sentinel_core.csv_input import parse_csv
 from sentinel_core.spec import get_preset
 from typer.testing import CliRunner
 
-from simulator.cli import _register, app
+from simulator.cli import app
 from simulator.datagen import read_labels
 from simulator.uploads import generate_upload
 
@@ -50,7 +50,6 @@ def test_bad_rows_are_the_four_kinds_the_job_reports(tmp_path: Path) -> None:
 
 
 def test_cli_generate_loyalty(tmp_path: Path) -> None:
-    _register()
     args = ["generate", "--preset", "loyalty", "--days", "60", "--locations", "3", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, [*args, "--start", "2026-03-19", "--bad-rows", "2"])
     assert result.exit_code == 0, result.output

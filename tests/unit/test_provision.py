@@ -17,8 +17,6 @@ from sentinel_core.device_policy import THING_NAME_VARIABLE, device_policy_docum
 from sentinel_core.spec import get_preset
 from typer.testing import CliRunner
 
-import simulator.commands.generate
-import simulator.commands.provision  # noqa: F401  (registers the commands)
 from simulator import provisioning
 from simulator.cli import app
 from simulator.provisioning import DeviceConfig, ProvisionError, deprovision, provision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sentinel_core.environment import ConfigError
 from sentinel_core.spec import PRESETS, Measure, PipelineSpec, SpecError, get_preset
 
 
@@ -15,8 +16,10 @@ def test_presets_round_trip_through_env(name: str) -> None:
 def test_unknown_preset_and_missing_env() -> None:
     with pytest.raises(SpecError, match="unknown preset"):
         get_preset("nope")
-    with pytest.raises(SpecError, match="SENTINEL_SPEC"):
+    with pytest.raises(ConfigError, match="SENTINEL_SPEC"):
         PipelineSpec.from_env({})
+    with pytest.raises(ConfigError, match="SENTINEL_SPEC is not a pipeline spec"):
+        PipelineSpec.from_env({"SENTINEL_SPEC": "{not json"})
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from sentinel_core.records import decode_and_validate, parse_timestamp
 from sentinel_core.spec import PRESETS, PipelineSpec
 from transform import logic
 
+from local_aws.firehose import render_firehose_prefix
+
 BASE = datetime(2026, 3, 23, tzinfo=UTC)
 
 timestamps = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)).map(
@@ -107,9 +109,7 @@ def test_ok_output_revalidates_and_is_partitioned_by_own_interval(case: tuple[Pi
             assert json.loads(rec.to_json_line(spec)) == json.loads(line)  # and is a fixed point
             start = floor_to_interval(rec.timestamp, spec.interval)
             assert out["metadata"]["partitionKeys"] == layout.partition_keys(start, spec)
-            folder = layout.render_firehose_prefix(
-                layout.firehose_prefix(spec), out["metadata"]["partitionKeys"], arrival
-            )
+            folder = render_firehose_prefix(layout.firehose_prefix(spec), out["metadata"]["partitionKeys"], arrival)
             assert folder == layout.interval_folder(rec.timestamp, spec)
             assert layout.parse_interval_folder(folder + "x", spec) == start
             assert parse_timestamp(json.loads(line)[spec.timestamp_column]) == rec.timestamp

@@ -31,9 +31,9 @@ _NAME_PROPS: dict[str, str] = {
     "AWS::IAM::Role": "RoleName",
     "AWS::IoT::TopicRule": "RuleName",
     "AWS::Events::Rule": "Name",
-    "AWS::Scheduler::Schedule": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::IoT::Policy": "PolicyName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
 }
 
 
@@ -50,6 +50,23 @@ class Resource:
     physical: str = ""  # name (what Ref returns for most types)
     arn: str = ""
     ref: str = ""  # what Ref resolves to
+
+
+# The ARN of each resource type the stack uses, by its physical name (``Ref`` is the name unless said otherwise).
+_ARNS = {
+    "AWS::S3::Bucket": "arn:aws:s3:::{name}",
+    "AWS::SNS::Topic": "arn:aws:sns:{region}:{account}:{name}",
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{name}",
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
+    "AWS::Kinesis::Stream": "arn:aws:kinesis:{region}:{account}:stream/{name}",
+    "AWS::KinesisFirehose::DeliveryStream": "arn:aws:firehose:{region}:{account}:deliverystream/{name}",
+    "AWS::Lambda::Function": "arn:aws:lambda:{region}:{account}:function:{name}",
+    "AWS::IAM::Role": "arn:aws:iam::{account}:role/{name}",
+    "AWS::IoT::TopicRule": "arn:aws:iot:{region}:{account}:rule/{name}",
+    "AWS::Events::Rule": "arn:aws:events:{region}:{account}:rule/{name}",
+    "AWS::Logs::LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}:*",
+    "AWS::StepFunctions::StateMachine": "arn:aws:states:{region}:{account}:stateMachine:{name}",
+}
 
 
 def _digest(*parts: str, n: int = 12) -> str:
@@ -99,41 +116,23 @@ class Template:
         if r.type == "AWS::KinesisFirehose::DeliveryStream" and explicit is None:
             name = name[:64]
         r.physical = name
-        acct, reg = self.account, self.region
         t = r.type
-        if t == "AWS::S3::Bucket":
-            r.arn, r.ref = f"arn:aws:s3:::{name}", name
-        elif t == "AWS::SNS::Topic":
-            r.arn = f"arn:aws:sns:{reg}:{acct}:{name}"
-            r.ref = r.arn
-        elif t == "AWS::SQS::Queue":
-            r.arn = f"arn:aws:sqs:{reg}:{acct}:{name}"
-            r.ref = f"https://sqs.{reg}.amazonaws.com/{acct}/{name}"
-        elif t == "AWS::DynamoDB::Table":
-            r.arn, r.ref = f"arn:aws:dynamodb:{reg}:{acct}:table/{name}", name
-        elif t == "AWS::Kinesis::Stream":
-            r.arn, r.ref = f"arn:aws:kinesis:{reg}:{acct}:stream/{name}", name
-        elif t == "AWS::KinesisFirehose::DeliveryStream":
-            r.arn, r.ref = f"arn:aws:firehose:{reg}:{acct}:deliverystream/{name}", name
-        elif t == "AWS::Lambda::Function":
-            r.arn, r.ref = f"arn:aws:lambda:{reg}:{acct}:function:{name}", name
-        elif t == "AWS::IAM::Role":
-            r.arn, r.ref = f"arn:aws:iam::{acct}:role/{name}", name
-        elif t == "AWS::IoT::TopicRule":
-            r.arn, r.ref = f"arn:aws:iot:{reg}:{acct}:rule/{name}", name
-        elif t == "AWS::Events::Rule":
-            r.arn, r.ref = f"arn:aws:events:{reg}:{acct}:rule/{name}", name
-        elif t == "AWS::Scheduler::Schedule":
-            r.arn, r.ref = f"arn:aws:scheduler:{reg}:{acct}:schedule/default/{name}", name
-        elif t == "AWS::KMS::Key":
+        if t == "AWS::KMS::Key":
             key_id = _digest(self.stack_name, r.logical_id, n=32).lower()
             key_id = f"{key_id[:8]}-{key_id[8:12]}-{key_id[12:16]}-{key_id[16:20]}-{key_id[20:32]}"
-            r.arn, r.ref = f"arn:aws:kms:{reg}:{acct}:key/{key_id}", key_id
-        elif t == "AWS::Logs::LogGroup":
-            r.arn, r.ref = f"arn:aws:logs:{reg}:{acct}:log-group:{name}:*", name
-        else:
+            r.arn, r.ref = f"arn:aws:kms:{self.region}:{self.account}:key/{key_id}", key_id
+            return
+        fmt = _ARNS.get(t)
+        if fmt is None:
             service = t.split("::")[1].lower() if t.count("::") == 2 else "custom"
-            r.arn, r.ref = f"arn:aws:{service}:{reg}:{acct}:{r.logical_id}", name
+            fmt = f"arn:aws:{service}:{{region}}:{{account}}:{r.logical_id}"
+        r.arn = fmt.format(region=self.region, account=self.account, name=name)
+        if t in ("AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"):
+            r.ref = r.arn  # Ref of a topic or a state machine is its ARN
+        elif t == "AWS::SQS::Queue":
+            r.ref = f"https://sqs.{self.region}.amazonaws.com/{self.account}/{name}"  # Ref of a queue is its URL
+        else:
+            r.ref = name
 
     # -- intrinsics -----------------------------------------------------------------------------------------
     def _pseudo(self, name: str) -> Any:
@@ -240,17 +239,6 @@ class Template:
         resolved = self.resolve(r.properties)
         assert isinstance(resolved, dict)
         return resolved
-
-    def by_arn(self, arn: str) -> Resource | None:
-        base = (
-            arn.split(":function:")[0] + ":function:" + arn.split(":function:")[1].split(":")[0]
-            if ":function:" in arn
-            else arn
-        )
-        for r in self.resources.values():
-            if r.arn == base or r.ref == arn or r.physical == arn:
-                return r
-        return None
 
 
 def load_assembly(

@@ -18,11 +18,12 @@ from typing import Any
 
 import boto3
 
-from simulator.runtime.firehose import BufferedRecord, Ledger, LocalFirehose
-from simulator.runtime.functions import LocalFunction, is_code_asset_function
-from simulator.runtime.iot import RuleSql, RuleSqlError
-from simulator.runtime.schedule import Schedule
-from simulator.runtime.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
+from local_aws.firehose import BufferedRecord, Ledger, LocalFirehose
+from local_aws.functions import LocalFunction, is_code_asset_function
+from local_aws.iot import RuleSql, RuleSqlError
+from local_aws.schedule import Schedule
+from local_aws.stepfunctions import Execution, StateMachine, StateMachineError
+from local_aws.template import ACCOUNT, REGION, Resource, Template, TemplateError, load_assembly
 
 
 @dataclass
@@ -30,7 +31,6 @@ class TopicRule:
     name: str
     sql: RuleSql
     firehose_actions: list[tuple[str, str, bool]]  # (stream name, separator, batch mode)
-    lambda_actions: list[str]
     error_action: dict[str, Any] | None
     enabled: bool
 
@@ -41,7 +41,6 @@ class ScheduledTarget:
     schedule: Schedule
     targets: list[tuple[str, str | None]]  # (function arn, constant input JSON or None)
     arn: str
-    scheduler: bool  # AWS::Scheduler::Schedule (input passed as is) vs AWS::Events::Rule (Scheduled Event)
 
 
 @dataclass
@@ -88,10 +87,11 @@ class LocalPipeline:
             r.physical: LocalFirehose.from_resource(template, r)
             for r in template.of_type("AWS::KinesisFirehose::DeliveryStream")
         }
+        self.state_machines: dict[str, StateMachine] = {
+            r.arn: self._state_machine(r) for r in template.of_type("AWS::StepFunctions::StateMachine")
+        }
         self.rules = [self._rule(r) for r in template.of_type("AWS::IoT::TopicRule")]
-        self.schedules = [
-            s for r in template.of_type("AWS::Events::Rule", "AWS::Scheduler::Schedule") if (s := self._schedule(r))
-        ]
+        self.schedules = [s for r in template.of_type("AWS::Events::Rule") if (s := self._schedule(r))]
         self.sns_lambda: list[SnsLambdaSubscription] = []
         self.s3_triggers: list[S3Trigger] = []
         self.unsupported: list[str] = []  # resources that exist in the template but are not played
@@ -161,15 +161,9 @@ class LocalPipeline:
             if (t.props(r).get("VersioningConfiguration") or {}).get("Status") == "Enabled":
                 s3.put_bucket_versioning(Bucket=r.physical, VersioningConfiguration={"Status": "Enabled"})
         for r in t.of_type("AWS::SQS::Queue"):
-            p = t.props(r)
-            attrs = {"FifoQueue": "true"} if p.get("FifoQueue") else {}
-            sqs.create_queue(QueueName=r.physical, Attributes=attrs)
+            sqs.create_queue(QueueName=r.physical)
         for r in t.of_type("AWS::SNS::Topic"):
-            p = t.props(r)
-            attrs = {"FifoTopic": "true"} if p.get("FifoTopic") else {}
-            sns.create_topic(Name=r.physical, Attributes=attrs)
-            for sub in p.get("Subscription", []) or []:
-                self._subscribe(sns, r.arn, sub["Protocol"], sub["Endpoint"], None, None)
+            sns.create_topic(Name=r.physical)
         for r in t.of_type("AWS::SNS::Subscription"):
             p = t.props(r)
             self._subscribe(
@@ -178,17 +172,17 @@ class LocalPipeline:
         for r in t.of_type("AWS::DynamoDB::Table"):
             self._create_table(ddb, r)
         for r in t.of_type("AWS::Kinesis::Stream"):
-            p = t.props(r)
-            if (p.get("StreamModeDetails") or {}).get("StreamMode") == "ON_DEMAND":
-                kinesis.create_stream(StreamName=r.physical, StreamModeDetails={"StreamMode": "ON_DEMAND"})
-            else:
-                kinesis.create_stream(StreamName=r.physical, ShardCount=int(p.get("ShardCount", 1)))
+            mode = (t.props(r).get("StreamModeDetails") or {}).get("StreamMode")
+            if mode != "ON_DEMAND":
+                raise TemplateError(f"{r.logical_id}: only on-demand Kinesis streams are played (the stack's kind)")
+            kinesis.create_stream(StreamName=r.physical, StreamModeDetails={"StreamMode": "ON_DEMAND"})
         for r in t.of_type("Custom::S3BucketNotifications"):
             self._s3_notifications(r)
         played = {
             "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table",
             "AWS::Kinesis::Stream", "AWS::Lambda::Function", "AWS::KinesisFirehose::DeliveryStream",
-            "AWS::IoT::TopicRule", "AWS::Events::Rule", "AWS::Scheduler::Schedule", "Custom::S3BucketNotifications",
+            "AWS::IoT::TopicRule", "AWS::Events::Rule", "Custom::S3BucketNotifications",
+            "AWS::StepFunctions::StateMachine",
         }  # fmt: skip
         passive = ("AWS::IAM::", "AWS::KMS::", "AWS::Logs::", "AWS::Lambda::Permission", "AWS::S3::BucketPolicy",
                    "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy", "AWS::CDK::", "AWS::IoT::Policy",
@@ -208,18 +202,16 @@ class LocalPipeline:
             "KeySchema": p["KeySchema"],
             "AttributeDefinitions": p["AttributeDefinitions"],
         }
-        if p.get("BillingMode") == "PAY_PER_REQUEST" or "ProvisionedThroughput" not in p:
-            kwargs["BillingMode"] = "PAY_PER_REQUEST"
-        else:
-            kwargs["ProvisionedThroughput"] = {k: int(v) for k, v in p["ProvisionedThroughput"].items()}
+        if p.get("BillingMode") != "PAY_PER_REQUEST":
+            raise TemplateError(
+                f"{r.logical_id}: only on-demand (PAY_PER_REQUEST) tables are played (the stack's kind)"
+            )
+        kwargs["BillingMode"] = "PAY_PER_REQUEST"
         gsis = p.get("GlobalSecondaryIndexes")
         if gsis:
             kwargs["GlobalSecondaryIndexes"] = [
-                {k: v for k, v in g.items() if k in ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")}
-                for g in gsis
+                {k: v for k, v in g.items() if k in ("IndexName", "KeySchema", "Projection")} for g in gsis
             ]
-        if p.get("StreamSpecification"):
-            kwargs["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
         ddb.create_table(**kwargs)
         ttl = p.get("TimeToLiveSpecification") or {}
         if ttl.get("Enabled"):
@@ -263,6 +255,9 @@ class LocalPipeline:
     def _rule(self, r: Resource) -> TopicRule:
         payload = self.template.props(r)["TopicRulePayload"]
         actions = payload.get("Actions", []) or []
+        others = sorted({kind for a in actions for kind in a if kind != "Firehose"})
+        if others:
+            raise TemplateError(f"topic rule {r.logical_id}: actions {others} are not played locally (only Firehose)")
         firehose = [
             (
                 str(a["Firehose"]["DeliveryStreamName"]),
@@ -272,36 +267,40 @@ class LocalPipeline:
             for a in actions
             if "Firehose" in a
         ]
-        lambdas = [str(a["Lambda"]["FunctionArn"]) for a in actions if "Lambda" in a]
         return TopicRule(
             name=r.physical,
             sql=RuleSql.parse(str(payload["Sql"])),
             firehose_actions=firehose,
-            lambda_actions=lambdas,
             error_action=payload.get("ErrorAction"),
             enabled=not payload.get("RuleDisabled", False),
         )
+
+    def _state_machine(self, r: Resource) -> StateMachine:
+        p = self.template.props(r)
+        raw = p.get("DefinitionString", p.get("Definition"))
+        try:
+            definition = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(definition, dict):
+                raise StateMachineError("no DefinitionString or Definition")
+            return StateMachine(r.physical, r.arn, definition, self.invoke)
+        except (ValueError, StateMachineError) as exc:
+            raise TemplateError(f"state machine {r.logical_id}: {exc}") from exc
 
     def _schedule(self, r: Resource) -> ScheduledTarget | None:
         p = self.template.props(r)
         expr = p.get("ScheduleExpression")
         if not expr or p.get("State", "ENABLED") not in ("ENABLED", None):
             return None
-        if r.type == "AWS::Scheduler::Schedule":
-            target = p.get("Target") or {}
-            return ScheduledTarget(
-                r.physical, Schedule.parse(str(expr)), [(str(target["Arn"]), target.get("Input"))], r.arn, True
-            )
         targets = [(str(tg["Arn"]), tg.get("Input")) for tg in p.get("Targets", []) or []]
-        return ScheduledTarget(r.physical, Schedule.parse(str(expr)), targets, r.arn, False)
+        return ScheduledTarget(r.physical, Schedule.parse(str(expr)), targets, r.arn)
 
     # -- lookups --------------------------------------------------------------------------------------------
     def function(self, key: str) -> LocalFunction:
-        """A function by role (handler package: ``transform``, ``detector``...), logical id, name or ARN."""
+        """A function by handler package (``transform``, ``detector``...), logical id, name or ARN."""
         for fn in self.functions.values():
-            if key in (fn.role, fn.resource.logical_id, fn.name, fn.arn) or key.startswith(fn.arn + ":"):
+            if key in (fn.package, fn.resource.logical_id, fn.name, fn.arn) or key.startswith(fn.arn + ":"):
                 return fn
-        known = ", ".join(sorted(f"{f.role} ({f.resource.logical_id})" for f in self.functions.values()))
+        known = ", ".join(sorted(f"{f.package} ({f.resource.logical_id})" for f in self.functions.values()))
         raise KeyError(f"no function {key!r} in the template; known: {known}")
 
     def resource(self, key: str) -> Resource:
@@ -322,8 +321,12 @@ class LocalPipeline:
             return buckets[0].physical if buckets else ""
         return next(iter(self.firehoses.values())).bucket
 
-    def env_of(self, role: str) -> dict[str, str]:
-        return dict(self.function(role).environment)
+    def env_of(self, function: str) -> dict[str, str]:
+        return dict(self.function(function).environment)
+
+    def handler_packages(self) -> set[str]:
+        """The top packages of every handler the template runs (``transform``, ``detector``, ...)."""
+        return {fn.package for fn in self.functions.values()}
 
     # -- clock ----------------------------------------------------------------------------------------------
     def _advance(self, now: datetime | None) -> datetime:
@@ -401,6 +404,24 @@ class LocalPipeline:
             self.async_failures.append(record)
         return error
 
+    # -- Step Functions -------------------------------------------------------------------------------------
+    def state_machine(self, key: str) -> StateMachine:
+        """A state machine by name or ARN."""
+        for sm in self.state_machines.values():
+            if key in (sm.name, sm.arn):
+                return sm
+        raise KeyError(f"no state machine {key!r} in the template; known: {', '.join(sorted(self.state_machines))}")
+
+    def start_execution(self, state_machine: str, payload: Any, now: datetime | None = None) -> Execution:
+        """``StartExecution``, run to its end in simulated time (nothing passes during it); a failed execution
+        is counted in the ledger and returned, never raised (as for a real StartExecution)."""
+        at = self._advance(now)
+        execution = self.state_machine(state_machine).start_execution(payload, now=at)
+        self.ledger.executions += 1
+        if execution.status != "SUCCEEDED":
+            self.ledger.executions_failed += 1
+        return execution
+
     # -- IoT Core -------------------------------------------------------------------------------------------
     def publish(
         self, topic: str, payload: bytes | str | Mapping[str, Any], now: datetime | None = None, client_id: str = ""
@@ -430,11 +451,6 @@ class LocalPipeline:
                     self._firehose_action(stream, message, separator, batch, at)
                 except (KeyError, ValueError) as exc:
                     self._iot_error(rule, topic, raw, "Firehose", str(exc), at)
-            for arn in rule.lambda_actions:
-                try:
-                    self.invoke(arn, json.loads(message))
-                except Exception as exc:
-                    self._iot_error(rule, topic, raw, "Lambda", f"{type(exc).__name__}: {exc}", at)
         return matched
 
     def _firehose_action(self, stream: str, message: bytes, separator: str, batch: bool, at: datetime) -> None:
@@ -560,7 +576,8 @@ class LocalPipeline:
     # -- EventBridge schedules ------------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[str, datetime, Any]]:
         """Fire every schedule due in (last tick, now], in time order, after delivering the Firehose buffers
-        that were due by then. Returns (function name, fire time, response or the exception after retries)."""
+        that were due by then. Returns (function or state machine name, fire time, response, the exception after
+        retries, or the execution summary of a state machine target)."""
         target = _utc(now) or self.now
         fires = sorted(
             ((t, s) for s in self.schedules for t in s.schedule.fire_times(self._last_tick, target)),
@@ -572,20 +589,17 @@ class LocalPipeline:
             for arn, constant in sched.targets:
                 event = self._schedule_event(sched, at, constant)
                 self.ledger.scheduled_invocations += 1
-                results.append((self.function(arn).name, at, self.invoke_async(arn, event)))
+                if arn in self.state_machines:
+                    execution = self.start_execution(arn, event, now=at)
+                    results.append((self.state_machines[arn].name, at, execution.to_dict()))
+                else:
+                    results.append((self.function(arn).name, at, self.invoke_async(arn, event)))
         self._advance(target)
         self._last_tick = target
         return results
 
     def _schedule_event(self, sched: ScheduledTarget, at: datetime, constant: str | None) -> Any:
         stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if sched.scheduler:
-            text = (constant or "{}").replace("<aws.scheduler.scheduled-time>", stamp)
-            text = text.replace("<aws.scheduler.schedule-arn>", sched.arn).replace(
-                "<aws.scheduler.attempt-number>", "0"
-            )
-            text = text.replace("<aws.scheduler.execution-id>", str(uuid.uuid4()))
-            return json.loads(text)
         if constant is not None:
             return json.loads(constant)
         return {

@@ -1,35 +1,39 @@
-"""Helpers for the alerting tests: moto resources with the stack's key schemas, SNS -> SQS read-back, a Lambda
-context, and routing of the account-specific IoT data endpoint (``<id>-ats.iot.<region>.amazonaws.com``) to moto.
-"""
+"""moto helpers for the tests that call a handler directly: tables with the stack's key schemas, SNS -> SQS
+read-back and a Lambda context. The offline harness itself (credentials, IoT endpoint route, cold starts) is
+``local_aws.offline``: tests use that one, like the demo."""
 
 from __future__ import annotations
 
 import json
-import re
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"
+from local_aws import ACCOUNT, REGION, FakeLambdaContext, LocalPipeline
+
+Play = Callable[..., LocalPipeline]  # the ``play`` fixture: play(preset, **context) -> a started, offline stack
+
+__all__ = [
+    "ACCOUNT",
+    "REGION",
+    "Play",
+    "create_anomaly_table",
+    "create_idempotency_table",
+    "create_topic_with_queue",
+    "drain",
+    "lambda_context",
+]
 
 
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda runtime's context object that Powertools reads."""
-
-    function_name: str = "sentinel-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sentinel-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    remaining_ms: int = 600_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+def lambda_context(name: str = "sentinel-test", timeout_seconds: int = 600) -> FakeLambdaContext:
+    """The context object a handler gets (Powertools reads its name, memory, ARN and request id)."""
+    return FakeLambdaContext(
+        function_name=name,
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+        memory_limit_in_mb=512,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def create_anomaly_table(name: str = "sentinel-anomalies") -> str:
@@ -81,30 +85,3 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
         for m in msgs:
             out.append(json.loads(m["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
-@contextmanager
-def route_account_iot_endpoint() -> Iterator[None]:
-    """Let moto answer the account-specific ATS data endpoint that iot:DescribeEndpoint returns.
-
-    moto only recognises ``data-ats.iot.<region>.amazonaws.com``; the real client code (and this test) uses the
-    per-account host, so the pattern is added to moto's routing tables for the duration of the test.
-    """
-    import moto.iotdata.urls as iotdata_urls
-    from moto import backend_index
-
-    pattern = r"https?://[a-z0-9]+-ats\.iot\.(.+)\.amazonaws\.com"
-    entry = ("iotdata", re.compile(pattern))
-    iotdata_urls.url_bases.append(pattern)
-    backend_index.backend_url_patterns.append(entry)
-    try:
-        yield
-    finally:
-        iotdata_urls.url_bases.remove(pattern)
-        backend_index.backend_url_patterns.remove(entry)
-
-
-def published_iot(region: str = REGION, account: str = ACCOUNT) -> list[tuple[str, bytes]]:
-    from moto.iotdata.models import iotdata_backends
-
-    return list(iotdata_backends[account][region].published_payloads)

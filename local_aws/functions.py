@@ -10,12 +10,12 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.runtime.template import Resource, Template, TemplateError
+from local_aws.template import Resource, Template, TemplateError
 
 Handler = Callable[[Any, Any], Any]
 
@@ -38,10 +38,13 @@ class FakeLambdaContext:
 
 
 @contextlib.contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set ``variables`` in ``os.environ`` for the duration of a call, then restore exactly."""
-    saved = {k: os.environ.get(k) for k in variables}
+def environment(variables: Mapping[str, str], remove: Iterable[str] = ()) -> Iterator[None]:
+    """Set ``variables`` (and unset ``remove``) in ``os.environ`` for the duration of a call, then restore exactly."""
+    removed = tuple(remove)
+    saved = {k: os.environ.get(k) for k in (*variables, *removed)}
     os.environ.update({k: str(v) for k, v in variables.items()})
+    for k in removed:
+        os.environ.pop(k, None)
     try:
         yield
     finally:
@@ -128,7 +131,7 @@ class LocalFunction:
     environment: dict[str, str]
     timeout: int
     memory: int
-    role: str  # the handler's top package: transform, detector, automation, backtest_job, ...
+    package: str  # the handler's top package: transform, detector, automation, backtest_job, ...
     _fn: Handler | None = None
 
     @classmethod
@@ -153,7 +156,7 @@ class LocalFunction:
             environment=env,
             timeout=int(props.get("Timeout", 3)),
             memory=int(props.get("MemorySize", 128)),
-            role=handler.split(".")[0],
+            package=handler.split(".")[0],
         )
 
     def context(self) -> FakeLambdaContext:

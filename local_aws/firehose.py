@@ -15,6 +15,7 @@ import base64
 import binascii
 import gzip
 import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,12 +23,48 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sentinel_core.layout import render_firehose_prefix
-
-from simulator.runtime.template import Resource, Template, TemplateError
+from local_aws.template import Resource, Template, TemplateError
 
 MB = 1024 * 1024
 Invoker = Callable[[str, Any], Any]  # (function arn, event) -> response
+
+
+def render_firehose_prefix(prefix: str, keys: dict[str, str], arrival: datetime, error_type: str = "") -> str:
+    """Evaluate a Firehose prefix the way Firehose does.
+
+    Supports ``!{partitionKeyFromLambda:k}``, ``!{partitionKeyFromQuery:k}``, ``!{timestamp:fmt}`` (arrival time,
+    Java date-format letters yyyy MM dd HH mm) and ``!{firehose:error-output-type}`` / ``!{firehose:random-string}``.
+    """
+    arrival = arrival.replace(tzinfo=UTC) if arrival.tzinfo is None else arrival.astimezone(UTC)
+
+    def java_fmt(fmt: str) -> str:
+        out = fmt
+        for java, py in (
+            ("yyyy", "%Y"),
+            ("MM", "%m"),
+            ("dd", "%d"),
+            ("HH", "%H"),
+            ("mm", "%M"),
+            ("ss", "%S"),
+        ):
+            out = out.replace(java, py)
+        return arrival.strftime(out)
+
+    def sub(m: re.Match[str]) -> str:
+        ns, _, arg = m.group(1).partition(":")
+        if ns in ("partitionKeyFromLambda", "partitionKeyFromQuery"):
+            if arg not in keys:
+                raise KeyError(f"partition key {arg!r} missing from the record's metadata")
+            return keys[arg]
+        if ns == "timestamp":
+            return java_fmt(arg)
+        if ns == "firehose" and arg == "error-output-type":
+            return error_type
+        if ns == "firehose" and arg == "random-string":
+            return "r4nd0m"
+        raise ValueError(f"unsupported Firehose expression !{{{m.group(1)}}}")
+
+    return re.sub(r"!\{([^}]+)\}", sub, prefix)
 
 
 @dataclass
@@ -45,27 +82,13 @@ class Ledger:
     iot_rule_errors: int = 0
     kinesis_records: int = 0
     scheduled_invocations: int = 0
+    executions: int = 0  # Step Functions executions started (by schedules or start_execution)
+    executions_failed: int = 0
     sns_deliveries: int = 0
 
     def count_failure(self, code: str, n: int = 1) -> None:
         self.failed += n
         self.failed_by_code[code] = self.failed_by_code.get(code, 0) + n
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "records_in": self.records_in,
-            "delivered": self.delivered,
-            "failed": self.failed,
-            "dropped": self.dropped,
-            "failed_by_code": dict(self.failed_by_code),
-            "objects": len(self.objects),
-            "lambda_invocations": dict(self.lambda_invocations),
-            "iot_messages": self.iot_messages,
-            "iot_rule_errors": self.iot_rule_errors,
-            "kinesis_records": self.kinesis_records,
-            "scheduled_invocations": self.scheduled_invocations,
-            "sns_deliveries": self.sns_deliveries,
-        }
 
 
 @dataclass
