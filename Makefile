@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 PRESET ?= air-quality
 ENGINE ?= builtin
 DEMO_ARGS ?=
+CONSOLE_ARGS ?=
 PYTEST_ARGS ?=
 
 # jsii prints an end-of-life banner for Node 20 on every `import aws_cdk`; it takes the acknowledged major version.
@@ -16,7 +17,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := $(NODE_MAJOR)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := $(NODE_MAJOR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test demo synth lint format typecheck bench nab clean broker
+.PHONY: help setup test demo console synth lint format typecheck bench nab clean broker browser web-vendor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,13 +40,31 @@ broker:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
 
+# The console's browser test drives Debian's Chromium through its chromedriver (Selenium); it fails, never skips,
+# without them. Only `make test` needs them: `make demo` and `make console` do not.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# The console's charting library, from npm (package.json pins it); the built file and its licence are committed
+# in web/vendor/, so this is only needed to upgrade it.
+web-vendor: node_modules/.stamp
+	mkdir -p web/vendor
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css web/vendor/
+	cp node_modules/uplot/LICENSE web/vendor/uPlot.LICENSE
+
 setup: $(VENV)/.stamp node_modules/.stamp broker ## Create .venv, install the pinned tools and the local CDK CLI
 
-test: setup lint typecheck ## Lint, type-check and run the whole offline test suite
+test: setup browser lint typecheck ## Lint, type-check and run the whole offline test suite
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 demo: setup ## Run the whole pipeline offline (moto) and write out/demo/report.html
 	$(PY) -m simulator demo --preset $(PRESET) $(DEMO_ARGS)
+
+console: $(VENV)/.stamp ## Serve the anomaly console offline over the last demo (http://localhost:8321/)
+	$(PY) -m simulator console $(CONSOLE_ARGS)
 
 synth: setup ## Synthesize the stack: make synth PRESET=loyalty ENGINE=lookout
 	npx cdk synth --quiet -c preset=$(PRESET) -c engine=$(ENGINE)

@@ -43,6 +43,7 @@ from sentinel_core.records import OUTPUT_TIMESTAMP_FORMAT, Record, validate
 from sentinel_core.spec import PipelineSpec, get_preset
 
 from simulator import datagen, report
+from simulator.commands.console import DEFAULT_PORT as CONSOLE_PORT
 
 ROOT = Path(__file__).resolve().parents[1]
 # The live day: a Thursday, so that the default 7 days of history hold a weekend and the day before the live one is a
@@ -51,6 +52,7 @@ DEFAULT_START = datetime(2026, 3, 19, tzinfo=UTC)
 KIND_CYCLE: tuple[datagen.AnomalyKind, ...] = ("spike", "shift", "drift")
 DEMO_EMAIL = "oncall@example.com"
 DEMO_PHONE = "+15555550123"
+CONSOLE_URL = f"http://localhost:{CONSOLE_PORT}/"  # `make console` serves the demo's state there
 DETECTION_GRACE_INTERVALS = 3  # an alert this many intervals after an injected window still counts for it
 
 
@@ -245,6 +247,7 @@ def synth_context(spec: PipelineSpec) -> dict[str, Any]:
         "engine": "builtin",
         "alert_emails": [DEMO_EMAIL],
         "alert_phones": [DEMO_PHONE],
+        "console_base_url": CONSOLE_URL.rstrip("/"),  # the alerts link to the offline console's group pages
     }
 
 
@@ -585,7 +588,17 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
     obs.phase("Creating the stack's resources in moto (from the template)")
     pipeline.start()
     if pipeline.unsupported:
-        notes.append("Not played locally: " + ", ".join(pipeline.unsupported))
+        # The console's deployed front (API Gateway, Cognito, CloudFront, Glue, its history stream) is what
+        # `make console` replaces offline: named once, not resource by resource.
+        console = [r for r in pipeline.unsupported if r.startswith("Console")]
+        others = [r for r in pipeline.unsupported if not r.startswith("Console")]
+        if others:
+            notes.append("Not played locally: " + ", ".join(others))
+        if console:
+            notes.append(
+                f"The console's deployed front ({len(console)} resources: HTTP API, Cognito, CloudFront, Glue, the "
+                "history stream) is not played here; `make console` serves the same API handler and web files."
+            )
     s3 = pipeline.client("s3")
     sns = pipeline.client("sns")
     bucket = pipeline.data_bucket
@@ -744,6 +757,10 @@ def _run(options: DemoOptions, spec: PipelineSpec, pipeline: Any, synthesized: b
     )
     report_path = report.write_report(rows, out / "report.html")
     _write_alerts(out / "alerts.jsonl", alerts)
+    from simulator.console_state import STATE_FILE, ConsoleState
+
+    # What `make console` serves: the anomaly table's items and the detector's state, out of this moto.
+    ConsoleState.capture(pipeline.client("dynamodb"), s3, detector_env, pipeline.region).save(out / STATE_FILE)
     return DemoResult(
         options=options,
         spec=spec,

@@ -18,6 +18,11 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const view = () => document.getElementById("view");
+
+/** Replace the page's content (arrays flattened, null/undefined left out, as el() does). */
+function setView(...nodes) {
+  view().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
+}
 const fmtTime = (iso) => (iso ? iso.replace("T", " ").replace(/(:00)?\+00:00$/, "") + " UTC" : "–");
 const fmtNum = (x, d = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 
@@ -130,7 +135,7 @@ async function groupsPage() {
     });
   more.addEventListener("click", () => load(false));
 
-  view().replaceChildren(
+  setView(
     el("h1", { text: "Anomaly groups" }),
     el(
       "div",
@@ -190,7 +195,7 @@ async function groupPage(groupId) {
   const feedback = await loadFeedback(groupId);
   const impact = g.MetricLevelImpactList[0] || { ContributionMatrix: { DimensionContributionList: [] } };
 
-  view().replaceChildren(
+  setView(
     el("p", {}, el("a", { href: "#/groups", text: "← all groups" })),
     el("h1", {}, `${g.PrimaryMetricName} anomaly `, severityBadge(g.AnomalyGroupScore)),
     el(
@@ -398,10 +403,11 @@ async function runsPage() {
             const resp = await fetch("local/RunDetector", { method: "POST" });
             const report = await resp.json();
             if (!resp.ok) throw new Error(report.Message || resp.statusText);
-            note.textContent =
-              `Scored ${report.last_interval || report.closed_interval}: ${report.intervals_scored} interval(s), ` +
-              `${report.feedback_applied} feedback verdict(s) applied, ${report.anomalies} anomalous point(s).`;
             await load(true);
+            note.textContent =
+              `Scored ${fmtTime(report.last_interval || report.closed_interval)}: ${report.intervals_scored} ` +
+              `interval(s), ${report.feedback_applied} feedback verdict(s) applied, ${report.anomalies} anomalous ` +
+              "point(s).";
           } catch (err) {
             showError(err);
           } finally {
@@ -411,7 +417,7 @@ async function runsPage() {
       })
     : null;
 
-  view().replaceChildren(
+  setView(
     el("h1", { text: "Runs & data quality" }),
     el(
       "p",

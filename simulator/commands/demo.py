@@ -204,7 +204,7 @@ def demo(
     injected anomalies and a few malformed messages in fast simulated time, prints every alert as its recipients
     receive it and writes OUT/report.html (plots of the affected series, alerts, the S3 layout).
     """
-    from simulator.demo_run import DEFAULT_START, DemoError, DemoOptions, run_demo
+    from simulator.demo_run import CONSOLE_URL, DEFAULT_START, DemoError, DemoOptions, run_demo
 
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
     if preset in ("loyalty", "ecommerce"):  # S3-upload / Kinesis presets: same machinery, their own feeding
@@ -245,6 +245,10 @@ def demo(
         f"\nReport: [bold]{result.report_path}[/] ({len(result.panels)} plots) · alerts: {out / 'alerts.jsonl'} · "
         f"Lambda logs: {out / 'lambda-logs.jsonl'} · took {time.monotonic() - t0:.0f} s for "
         f"{options.days:g} d of history + {options.hours:g} h of live data in simulated time"
+    )
+    console.print(
+        f"Console: [bold]make console[/] (or python -m simulator console --out {out}), then open "
+        f"[bold]{CONSOLE_URL}[/] — the anomaly groups, their plots and feedback, offline"
     )
     if result.counts.lost:
         raise OperationError(f"{result.counts.lost:,} records lost between publish and S3")
