@@ -173,3 +173,11 @@ class ConsoleState:
         """Re-read the table and the state objects (after feedback or a detector run), to save them."""
         fresh = ConsoleState.capture(ddb, s3, self.detector_env, self.region)
         self.items, self.objects = fresh.items, fresh.objects
+
+
+def save_demo_state(pipeline: Any, out: Path) -> Path:
+    """Save what the console needs from a demo's started pipeline (inside its moto) to ``<out>/console-state.json``."""
+    detector_env = pipeline.env_of("detector")
+    return ConsoleState.capture(pipeline.client("dynamodb"), pipeline.client("s3"), detector_env, pipeline.region).save(
+        out / STATE_FILE
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from simulator.console_state import STATE_FILE, ConsoleState
-from simulator.demo_run import DemoOptions, run_demo
+from simulator.demo import DemoOptions, run_demo
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
