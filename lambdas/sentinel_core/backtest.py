@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sentinel_core import csv_input
 from sentinel_core.aggregate import Accumulator, aggregate
 from sentinel_core.detector import Detector, DetectorConfig
 from sentinel_core.groups import ANOMALY_THRESHOLD, build_groups
 from sentinel_core.intervals import interval_range, interval_seconds
 from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_number, parse_timestamp
-from sentinel_core.spec import PipelineSpec
+from sentinel_core.spec import PipelineSpec, dimension_problem
 
 __all__ = [
     "ANOMALY_THRESHOLD",
@@ -167,6 +168,19 @@ def read_csv(lines: Iterable[str]) -> tuple[list[str], list[list[str]], list[int
     return [h.strip().lstrip("\ufeff") for h in header], rows, numbers
 
 
+def _date_window(rows: Sequence[Sequence[str]], column: int, step_seconds: int) -> tuple[datetime, datetime] | None:
+    """``csv_input.date_window`` of the first parseable timestamps of ``rows``."""
+    times: list[datetime] = []
+    for row in rows:
+        if len(times) >= csv_input.WINDOW_ANCHOR_ROWS:
+            break
+        try:
+            times.append(parse_timestamp(row[column]))
+        except (IndexError, ValueError, OverflowError, OSError):
+            continue
+    return csv_input.date_window(times, step_seconds)
+
+
 def run(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -192,6 +206,7 @@ def run(
     problems: list[RowProblem] = []
     # per row: the (interval, series) cells it feeds, or None when it cannot be scored
     cells: list[list[tuple[datetime, SeriesKey]] | None] = []
+    window = _date_window(rows, pos[cols.timestamp], step_seconds)  # csv_input's rules: a 1900/2100 typo is refused
     for n, row in enumerate(rows):
         line = line_numbers[n] if line_numbers is not None else n + 2
         if not row or not any(f.strip() for f in row):
@@ -212,12 +227,17 @@ def run(
             problems.append(RowProblem(line, cols.timestamp, str(exc)))
             cells.append(None)
             continue
+        if window is not None and not window[0] <= ts <= window[1]:
+            problems.append(RowProblem(line, cols.timestamp, csv_input.window_message(ts, window, step_seconds)))
+            cells.append(None)
+            continue
         dims: list[tuple[str, str]] = []
         bad_dim = False
         for d in cols.dimensions:
             v = row[pos[d]].strip() if pos[d] < len(row) else ""
-            if not v:
-                problems.append(RowProblem(line, d, f"dimension {d!r} is empty"))
+            problem = "is empty" if not v else dimension_problem(v)
+            if problem is not None:
+                problems.append(RowProblem(line, d, f"dimension {d!r} {problem}"))
                 bad_dim = True
                 break
             dims.append((d, v))

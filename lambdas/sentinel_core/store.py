@@ -584,29 +584,19 @@ def put_skipped_runs(
     reason: str,
     now: float | None = None,
 ) -> None:
-    """Execution records for intervals that were never scored (batch writes of 25, DynamoDB's maximum)."""
-    items = [
-        {
-            "PutRequest": {
-                "Item": {
-                    **_run_key(detector_id, t),
-                    "status": {"S": RUN_SKIPPED},
-                    "failure_reason": {"S": reason},
-                    "counts": to_attr(RunRecord(t).counts()),
-                    "ttl": {"N": str(_ttl(RUN_TTL_DAYS, now))},
-                }
-            }
-        }
-        for t in intervals
-    ]
-    for i in range(0, len(items), 25):
-        pending: Any = {table: items[i : i + 25]}
-        for _attempt in range(5):
-            resp: Any = ddb.batch_write_item(RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
-            if not pending:
-                break
-            time.sleep(0.2)
+    """Execution records for intervals that were never scored (one PutItem each: the detector's grant has no
+    batch writes, and a backlog is skipped rarely — at most ``MAX_BACKLOG`` items once)."""
+    for t in intervals:
+        ddb.put_item(
+            TableName=table,
+            Item={
+                **_run_key(detector_id, t),
+                "status": {"S": RUN_SKIPPED},
+                "failure_reason": {"S": reason},
+                "counts": to_attr(RunRecord(t).counts()),
+                "ttl": {"N": str(_ttl(RUN_TTL_DAYS, now))},
+            },
+        )
 
 
 def add_late(ddb: DynamoDBClient, table: str, detector_id: str, interval: datetime, records: int) -> None:

@@ -89,7 +89,8 @@ def test_cli_strings_are_parsed() -> None:
     assert c.alert_phones == ("+14155550100", "+442071838750")
     assert c.spec.severity_threshold == 85.5
     assert c.spec.interval == "PT1H"
-    assert c.spec.measures == (Measure("CO", "AVG", "ppm"), Measure("NO2", "SUM"))
+    # CO keeps the preset's unit and plausible range; NO2 is a new measure here (no range).
+    assert c.spec.measures == (get_preset("air-quality").measure("CO"), Measure("NO2", "SUM"))
     assert c.spec.dimensions == ("LOCATION_ID", "FLOOR")
     assert (c.log_retention_days, c.schedule_offset_seconds, c.powertools_layer_version) == (14, 300, 28)
     assert json.loads(c.alert_filter_json) == {"dimensions": {"LOCATION_ID": ["B-101"]}, "measures": ["CO"]}

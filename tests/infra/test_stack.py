@@ -212,7 +212,10 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     stream_id, _ = synth.by_marker("delivery-stream")
     _, rule = synth.by_marker("iot-rule")
     payload = rule["Properties"]["TopicRulePayload"]
-    assert payload["Sql"] == f"SELECT * FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608 - IoT rule SQL
+    # Each message wrapped with the publishing thing's name (its topic level), the payload opaque inside.
+    assert payload["Sql"] == (
+        f"SELECT encode(*, 'base64') AS payload, topic(3) AS thing FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608
+    )
     (action,) = payload["Actions"]
     assert action["Firehose"]["Separator"] == "\n"
     assert action["Firehose"]["DeliveryStreamName"] == {"Ref": stream_id}
@@ -234,7 +237,20 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     _, auto = synth.by_marker("automation")
     auto_role = auto["Properties"]["Role"]["Fn::GetAtt"][0]
     publish = [s for s in policy_statements_of_role(synth, auto_role) if "iot:Publish" in as_list(s["Action"])]
-    assert len(publish) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(publish[0]["Resource"])
+    allow = [s for s in publish if s["Effect"] == "Allow"]
+    deny = [s for s in publish if s["Effect"] == "Deny"]
+    assert len(allow) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(allow[0]["Resource"])
+    # IAM's '*' matches '/' too: the deny of two or more levels leaves exactly one (<root>/<thing>/commands).
+    assert len(deny) == 1 and f":topic/{spec.topic_root}/*/*/commands" in flat(deny[0]["Resource"])
+    import fnmatch
+
+    def allowed(topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, f"{spec.topic_root}/*/commands") and not fnmatch.fnmatchcase(
+            topic, f"{spec.topic_root}/*/*/commands"
+        )
+
+    assert allowed(f"{spec.topic_root}/B-101/commands")
+    assert not allowed(f"{spec.topic_root}/a/b/commands") and not allowed(f"{spec.topic_root}/B-101/telemetry")
 
 
 def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: SynthCache) -> None:

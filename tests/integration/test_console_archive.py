@@ -14,7 +14,7 @@ from moto import mock_aws
 from sentinel_core import environment, store
 
 from infra.console import FEEDBACK_COLUMNS, GROUP_COLUMNS
-from tests.integration.test_console_api import DETECTOR, GROUPS, TABLE, create_table
+from tests.integration.test_console_api import DETECTOR, GROUPS, TABLE, create_table, make_group
 from tests.support.aws import REGION, lambda_context
 
 BUCKET = "sentinel-data"
@@ -87,7 +87,7 @@ def test_groups_and_feedback_land_in_daily_partitions(env: tuple[Any, Any]) -> N
     from console_archive import app
 
     ddb, s3 = env
-    g = GROUPS[3]
+    g = make_group(3)  # a fresh object: put_feedback records the verdict on it
     store.save_group(ddb, TABLE, g)
     store.put_feedback(ddb, TABLE, g, g.series_ids[0], False)
     store.put_run(ddb, TABLE, DETECTOR, store.RunRecord(g.start), 50)  # not archived

@@ -16,7 +16,7 @@ from sentinel_core.spec import get_preset
 
 from simulator.console_state import STATE_FILE, ConsoleState, ConsoleStateError
 from simulator.errors import EXIT_NOT_FOUND
-from tests.integration.test_console_api import DETECTOR, GROUPS, TABLE, create_table
+from tests.integration.test_console_api import DETECTOR, GROUPS, TABLE, create_table, make_group
 from tests.support.aws import REGION
 
 SPEC = get_preset("air-quality")
@@ -48,7 +48,7 @@ def test_a_demo_state_round_trips_into_a_fresh_moto(tmp_path: Path) -> None:
         ConsoleState.load(path).restore(ddb, s3, sns)
         found, _ = store.query_groups(ddb, TABLE, DETECTOR, limit=100)
         assert sorted(g.group_id for g in found) == sorted(g.group_id for g in GROUPS)  # the index came back
-        assert store.get_group(ddb, TABLE, DETECTOR, GROUPS[3].group_id) == GROUPS[3]
+        assert store.get_group(ddb, TABLE, DETECTOR, GROUPS[3].group_id) == make_group(3)
         assert store.load_state(s3, BUCKET, SPEC) == {"format": 1, "detector": {"x": 1}}
         assert layout.state_prefix(SPEC) in next(iter(ConsoleState.load(path).objects))
 
