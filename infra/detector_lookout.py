@@ -114,7 +114,7 @@ class LookoutDetector(Construct):
             metric_set_description=spec.description[:256] or spec.preset,
             metric_set_frequency=spec.interval,
             offset=config.schedule_offset_seconds,
-            timezone="UTC",
+            timezone=spec.timezone,  # the detector's daily / weekly cycles follow the same local time
             metric_list=[
                 lookout.CfnAnomalyDetector.MetricProperty(metric_name=m.name, aggregation_function=m.aggregation)
                 for m in spec.measures

@@ -38,9 +38,9 @@ from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
 from sentinel_core import alerts, groups, layout, objects, store
 from sentinel_core import environment as env
-from sentinel_core.detector import Detector
+from sentinel_core.detector import Detector, StateError
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
-from sentinel_core.model import AnomalyGroup, PointScore
+from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
@@ -109,6 +109,8 @@ class RunReport:
     bad_reasons: dict[str, int] = field(default_factory=dict)
     late_records: int = 0
     duplicate_records: int = 0
+    rewarmed: bool = False  # the saved model was of another version or time zone: warmed up again on history
+    silent_series: int = 0  # series that reported regularly and went silent (DetectorConfig.silent_intervals)
     late_objects: list[str] = field(default_factory=list)
     feedback_applied: int = 0
     stopped_early: bool = False
@@ -211,13 +213,28 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
         logger.info("no historical data: the detector starts cold", extra={"prefix": layout.historical_prefix(spec)})
         return
     starts = sorted(by_interval)
+    zero = zero_fill_measures(spec)
     for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
-        detector.score(start, by_interval.pop(start, {}))
+        _, invalid = detector.score_valid(start, by_interval.pop(start, {}), zero_fill=zero)
+        _add_invalid(report, invalid)
         report.warmup_intervals += 1
     logger.info(
         "warmed up on history",
         extra={"objects": len(keys), "records": report.warmup_records, "intervals": report.warmup_intervals},
     )
+
+
+def zero_fill_measures(spec: PipelineSpec) -> frozenset[str]:
+    """SUM measures: an interval without records of a recently seen series is a 0 (an outage), not a gap."""
+    return frozenset(m.name for m in spec.measures if m.aggregation == "SUM")
+
+
+def _add_invalid(report: RunReport, invalid: list[SeriesKey]) -> None:
+    """Aggregates the detector refused (non-finite: e.g. a SUM that overflowed) are bad records, counted."""
+    if invalid:
+        report.bad_records += len(invalid)
+        report.bad_reasons["non_finite_aggregate"] = report.bad_reasons.get("non_finite_aggregate", 0) + len(invalid)
+        logger.warning("non-finite aggregates not scored", extra={"series": [k.id for k in invalid][:20]})
 
 
 def _add_bad(report: RunReport, bad: Counter[str]) -> None:
@@ -388,7 +405,15 @@ def score_interval(
     _add_bad(report, bad)
     report.records += len(records)
     values = agg.aggregate(records, spec).get(start, {}) if records else {}
-    scores: list[PointScore] = state.detector.score(start, values)
+    result, invalid = state.detector.score_valid(start, values, zero_fill=zero_fill_measures(spec))
+    _add_invalid(report, invalid)
+    scores: list[PointScore] = result.points
+    if result.silent:  # reported and counted; their own anomaly groups and alert text are not built yet
+        report.silent_series += len(result.silent)
+        logger.warning(
+            "series went silent",
+            extra={"interval": start.isoformat(), "series": [q.series.id for q in result.silent][:20]},
+        )
     found = groups.update_groups(state, scores, settings.detector_id, spec)
     state.remember(start, keys)
     report.intervals_scored += 1
@@ -399,8 +424,8 @@ def score_interval(
     report.groups += len(found)
     # The console's run status and data quality for this interval, and the scores it plots around a group.
     run.records, run.rejected, run.scores, run.groups = len(records), dict(bad), scores, len(found)
-    run.series_seen = len(scores)  # the detector scores exactly the series with a value this interval
-    run.silent = max(0, state.detector.series_count - len(scores))  # known (not expired) series that sent nothing
+    run.series_seen = len(scores)  # the series scored this interval (SUM measures zero-filled included)
+    run.silent = len(result.silent)  # the detector's own verdict: series that reported regularly and went silent
     run.anomalies = sum(1 for p in scores if groups.is_anomalous(p))
     store.put_run(clients.ddb, settings.table, settings.detector_id, run, groups.ANOMALY_THRESHOLD)
     publish_alerts(clients, settings, found, start, report)
@@ -416,11 +441,24 @@ def run(
     """Score every interval up to ``closed`` that is not scored yet; see the module doc."""
     report = RunReport(closed_interval=to_utc(closed).isoformat())
     raw = store.load_state(clients.s3, settings.bucket, settings.spec)
-    if raw is None:
-        state = State(Detector(settings.step))
+    loaded: State | None = None
+    if raw is not None:
+        try:
+            loaded = State.from_json(raw)
+        except StateError as exc:  # a model of another version (an upgrade): start again from the history
+            logger.warning("detector state not readable by this version: re-warming", extra={"error": str(exc)})
+            report.rewarmed = True
+        if loaded is not None and loaded.detector.timezone.key != settings.spec.timezone:
+            logger.warning(
+                "time zone changed: re-warming from history",
+                extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
+            )
+            loaded, report.rewarmed = None, True
+    if loaded is None:
+        state = State(Detector(settings.step, timezone=settings.spec.timezone))
         warm_up(clients, settings, state.detector, report)
     else:
-        state = State.from_json(raw)
+        state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
     todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report)

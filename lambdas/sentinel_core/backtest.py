@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -259,6 +259,7 @@ def run(
     done = score(
         acc.result(),
         step_seconds,
+        zero_fill=cols.measures if aggregation == "SUM" else (),
         backtest_fraction=backtest_fraction,
         config=config,
         detector_id=detector_id,
@@ -294,6 +295,8 @@ class Scored:
     intervals: int  # intervals with data
     series: int
     report_from: datetime | None  # first reported interval (backtest mode), None = all
+    # (interval, series) whose aggregate was not finite (e.g. a SUM that overflowed): not scored, a bad record
+    invalid: list[tuple[datetime, SeriesKey]] = field(default_factory=list)
 
 
 def score(
@@ -304,11 +307,15 @@ def score(
     config: DetectorConfig | None = None,
     detector_id: str = "backtest",
     group_threshold: float = ANOMALY_THRESHOLD,
+    zero_fill: Collection[str] = (),
+    timezone: str = "UTC",
 ) -> Scored:
     """Score the intervals in time order with one causal ``Detector``; with ``backtest_fraction`` > 0 the first
-    ``1 - fraction`` of the intervals (counted over the whole span, gaps included) only train it."""
+    ``1 - fraction`` of the intervals (counted over the whole span, gaps included) only train it. Every interval of
+    the span is scored, so the absent series of the ``zero_fill`` (SUM) measures are scored as 0, as live."""
     _check_fraction(backtest_fraction)
-    detector = Detector(step_seconds, config)
+    detector = Detector(step_seconds, config, timezone)
+    invalid: list[tuple[datetime, SeriesKey]] = []
     scores: dict[tuple[datetime, SeriesKey], float] = {}
     report_from: datetime | None = None
     scored: dict[datetime, list[PointScore]] = {}
@@ -317,8 +324,10 @@ def score(
         all_starts = interval_range(starts[0], starts[-1] + timedelta(seconds=step_seconds), step_seconds)
         if backtest_fraction > 0:
             report_from = all_starts[min(len(all_starts) - 1, int(len(all_starts) * (1 - backtest_fraction)))]
-        for start in starts:
-            points = detector.score(start, by_interval[start])
+        for start in all_starts:
+            result, bad = detector.score_valid(start, by_interval.get(start, {}), zero_fill=zero_fill)
+            invalid.extend((start, k) for k in bad)
+            points = result.points
             if report_from is not None and start < report_from:
                 continue
             scored[start] = points
@@ -330,6 +339,7 @@ def score(
         intervals=len(by_interval),
         series=len({k for v in by_interval.values() for k in v}),
         report_from=report_from,
+        invalid=invalid,
     )
 
 
@@ -348,6 +358,8 @@ def run_records(
     return score(
         aggregate(records, spec),
         interval_seconds(spec.interval),
+        zero_fill=[m.name for m in spec.measures if m.aggregation == "SUM"],
+        timezone=spec.timezone,
         backtest_fraction=spec.backtest_fraction,
         config=config,
         detector_id=detector_id,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sentinel_core.environment import SENTINEL_SPEC, ConfigError, Environment
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
@@ -130,6 +131,9 @@ class PipelineSpec:
     topic_root: str = ""
     # Learn on the first (1 - backtest_fraction) and report on the rest (loyalty's Lookout backtest mode).
     backtest_fraction: float = 0.0
+    # IANA time zone of the pipeline: the detector's daily and weekly cycles follow local time (DST-correct), and
+    # Lookout's metric set gets the same zone. UTC by default: a server metric has no local day.
+    timezone: str = "UTC"
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     # IoT only, the identity binding. A device may only report for its own location: the location (the FIRST
@@ -177,6 +181,12 @@ class PipelineSpec:
             raise SpecError("an IoT pipeline needs a topic_root")
         if self.future_tolerance_seconds < 0:
             raise SpecError("future_tolerance_seconds must not be negative")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SpecError(
+                f"timezone must be an IANA time zone name (e.g. Europe/Berlin, UTC), got {self.timezone!r}"
+            ) from None
         if self.max_documents_per_message < 1:
             raise SpecError("max_documents_per_message must be at least 1")
         for m in self.measures:
