@@ -48,7 +48,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     out = tmp_path_factory.mktemp("console-demo")
-    synth_dir = Path(str(request.config.cache.mkdir("demo-cdk-out"))) if request.config.cache else None
+    synth_dir = Path(str(request.config.cache.mkdir("console-demo-cdk-out"))) if request.config.cache else None
     run_demo(DemoOptions(days=2, hours=3, locations=3, seed=11, anomalies=2, out=out, synth_dir=synth_dir))
     assert (out / STATE_FILE).exists()
     return out
