@@ -4,7 +4,8 @@ One anomaly group at one interval becomes ONE SNS publish with ``MessageStructur
 
 * ``sms``     one short line (location, measure, value vs expected, severity, time), 160 characters where possible;
 * ``email``   a multi-line text: what, where, when, how severe, every affected series with its expected band, the
-  dimension contributions in %, what to do, a link to the data and the feedback command line;
+  dimension contributions in %, what to do, a link to the group's console page (``CONSOLE_BASE_URL``), a link
+  to the data and the feedback command line;
 * ``default`` the alert JSON of Amazon Lookout for Metrics, field for field as its documentation shows it
   (``alertName``, ``alertEventId``, ``anomalyDetectorArn``, ``alertArn``, ``alertDescription``, ``anomalyGroupId``,
   ``consoleUrl``, ``timestamp``, ``anomalyScore``, ``impactedMetric`` with ``metricName``, ``dimensionContribution``
@@ -180,9 +181,10 @@ class AlertContext:
     region: str = "eu-west-1"
     account: str = "000000000000"
     partition: str = "aws"
-    console_base_url: str = DEFAULT_CONSOLE_BASE
+    console_base_url: str = DEFAULT_CONSOLE_BASE  # the AWS console (S3 links to the interval's data)
     alert_description: str = ""
     name: str = ""  # the alert's own name (``alerts`` context key); "" = ``<detector id>-alert``
+    console_url: str = ""  # Metric Sentinel's console (``CONSOLE_BASE_URL``): alerts link to the group's page
 
     @classmethod
     def from_topic_arn(
@@ -197,7 +199,7 @@ class AlertContext:
             region=parts[3],
             account=parts[4],
             partition=parts[1],
-            console_base_url=(console_base_url or DEFAULT_CONSOLE_BASE).rstrip("/"),
+            console_url=(console_base_url or "").rstrip("/"),
         )
 
     @property
@@ -214,6 +216,10 @@ class AlertContext:
     @property
     def alert_arn(self) -> str:
         return f"arn:{self.partition}:metric-sentinel:{self.region}:{self.account}:Alert:{self.alert_name}"
+
+    def group_url(self, group_id: str) -> str | None:
+        """The group's page in the console (None when no console is deployed)."""
+        return f"{self.console_url}/#/group/{quote(group_id, safe='')}" if self.console_url else None
 
     def data_url(self, prefix: str) -> str:
         """Console link to an S3 folder (or the s3:// URI when the bucket is unknown)."""
@@ -239,7 +245,7 @@ class AlertSettings:
     table: str
     detector_id: str
     alert_filter: AlertFilter = field(default_factory=AlertFilter)  # no filter: every group alerts
-    console_base_url: str | None = None  # None: the public S3 console (DEFAULT_CONSOLE_BASE)
+    console_base_url: str | None = None  # None: no console deployed (alerts link to the data in the S3 console)
 
     @classmethod
     def read(cls, environ: Environment, **extra: Any) -> Self:
@@ -452,6 +458,7 @@ def render_email(
         "What to do:",
         *textwrap.wrap(_advice(spec, direction), 110, initial_indent="  ", subsequent_indent="  "),
         "",
+        *([f"Open in the console: {ctx.group_url(group.group_id)}"] if ctx.console_url else []),
         f"Data of this interval: {ctx.data_url(folder)}",
         f"  (s3://{ctx.bucket or '<bucket>'}/{folder})",
         f"Anomaly group: {group.group_id}   detector: {ctx.detector_id}",
@@ -489,7 +496,7 @@ def render_lookout_json(
         "alertArn": ctx.alert_arn,
         "alertDescription": description[:256],
         "anomalyGroupId": group.group_id,
-        "consoleUrl": ctx.data_url(folder),
+        "consoleUrl": ctx.group_url(group.group_id) or ctx.data_url(folder),
         "impactedMetric": {
             "metricName": group.measure,
             "dimensionContribution": [

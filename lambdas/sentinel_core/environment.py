@@ -22,7 +22,8 @@ DETECTOR_ID = "DETECTOR_ID"  # the detector's id in the anomaly table and in ale
 SCHEDULE_OFFSET_SECONDS = "SCHEDULE_OFFSET_SECONDS"  # how long after an interval closes it is read
 ALERT_FILTER = "ALERT_FILTER"  # optional JSON: the measures / dimension values that alert
 ALERT_ROUTES = "ALERT_ROUTES"  # optional JSON list: the detector's alerts (``alerts`` context key; unset = one alert)
-CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the S3 console links in alerts
+CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the console alerts link to (its group pages)
+HISTORY_PREFIX = "HISTORY_PREFIX"  # where the console archive writes the groups and feedback history (data bucket)
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # Powertools' own: the service in logs and metrics
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own: the CloudWatch namespace
 
@@ -38,6 +39,7 @@ NAMES: frozenset[str] = frozenset(
         ALERT_FILTER,
         ALERT_ROUTES,
         CONSOLE_BASE_URL,
+        HISTORY_PREFIX,
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE,
     }

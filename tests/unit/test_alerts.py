@@ -92,10 +92,18 @@ def test_email_has_what_where_when_severity_band_contributions_link_and_feedback
     assert g.group_id in text
 
 
-def test_email_uses_the_configured_console_base() -> None:
+def test_email_and_json_link_to_the_groups_console_page() -> None:
     ctx = alerts.AlertContext.from_topic_arn("d", "arn:aws:sns:eu-west-1:1:t", "b", "https://console.example.org/")
-    text = alerts.render_email(aq_group([co("B-101", T1, 9.4, 93)]), AQ, ctx, T1)
-    assert "https://console.example.org/s3/buckets/b?region=eu-west-1&prefix=" in text
+    g = aq_group([co("B-101", T1, 9.4, 93)])
+    text = alerts.render_email(g, AQ, ctx, T1)
+    assert f"Open in the console: https://console.example.org/#/group/{g.group_id}" in text
+    assert "https://s3.console.aws.amazon.com/s3/buckets/b?region=eu-west-1&prefix=" in text  # the data, still
+    assert (
+        alerts.render_lookout_json(g, AQ, ctx, T1)["consoleUrl"] == f"https://console.example.org/#/group/{g.group_id}"
+    )
+    plain = alerts.AlertContext.from_topic_arn("d", "arn:aws:sns:eu-west-1:1:t", "b")
+    assert "Open in the console" not in alerts.render_email(g, AQ, plain, T1)
+    assert alerts.render_lookout_json(g, AQ, plain, T1)["consoleUrl"].startswith("https://s3.console.aws.amazon.com/")
 
 
 def test_default_json_has_lookout_fields_with_the_exact_names() -> None:
