@@ -10,11 +10,13 @@ One run, triggered by the EventBridge schedule:
    LATE — counted (metric ``LateRecords``) and logged with their keys, never scored (scores are causal and an alert
    already went out; the fix is a longer ``SCHEDULE_OFFSET_SECONDS``). Lateness is decided by object key, not by
    clocks: the state remembers which keys each recent interval was scored from;
-5. every interval after the last scored one, up to the closed one, is scored in order (at most
+5. every interval after the last scored one (or after the ``--skip`` resume marker of ``sentinel detector
+   activate``, ``sentinel_core.activation``), up to the closed one, is scored in order (at most
    ``MAX_INTERVALS_PER_RUN`` per run, the rest on the next runs; a backlog beyond ``MAX_BACKLOG`` intervals is
    skipped with a warning): EXACTLY that interval's folder is read (gzip or not, JSON lines or CSV), lines are
-   validated (bad ones counted by reason), aggregated, scored, grouped; groups are stored in DynamoDB and alerts
-   above the threshold that pass ``ALERT_FILTER`` are published once per (group, interval) through the ledger;
+   validated (bad ones counted by reason), filtered by the dataset filter and aggregated, scored, grouped; groups
+   are stored in DynamoDB and each configured alert (``ALERT_ROUTES``; without it the one alert: the threshold and
+   ``ALERT_FILTER``) is sent once per (group, interval, alert) through the ledger (``sentinel_core.routing``);
 6. the state is saved (also every ``CHECKPOINT_EVERY`` intervals during a long catch-up), then the applied feedback
    is marked as such.
 
@@ -28,13 +30,13 @@ import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from sentinel_core import activation, alerts, groups, layout, objects, routing, store
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, groups, layout, objects, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector, StateError
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
@@ -64,17 +66,19 @@ class Settings(alerts.AlertSettings):
     offset_seconds: int = DEFAULT_OFFSET_SECONDS
     max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
     max_backlog: int = MAX_BACKLOG
+    routes: tuple[routing.AlertRoute, ...] = ()  # the ``alerts`` context key; () = the one default alert
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
         e = env.Environment.current(environ)
         e.require(*REQUIRED_ENV)
-        return cls.read(
+        settings = cls.read(
             e,
             bucket=e.required(env.DATA_BUCKET),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
         )
+        return replace(settings, routes=routing.routes_from_env(settings.spec, e))
 
     @property
     def step(self) -> int:
@@ -296,7 +300,7 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
     first = closed if last is None else to_utc(last) + timedelta(seconds=step)
     todo = interval_range(first, closed + timedelta(seconds=step), step)
     if len(todo) > settings.max_backlog:
-        report.skipped_intervals = len(todo) - settings.max_backlog
+        report.skipped_intervals += len(todo) - settings.max_backlog
         logger.warning(
             "backlog too long: skipping the oldest intervals",
             extra={
@@ -322,28 +326,19 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
 def publish_alerts(
     clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
 ) -> None:
+    """Each group's alert to every configured alert it qualifies for (``sentinel_core.routing``), once each."""
     ctx = settings.alert_context(settings.bucket)
     for group in found:
-        if not alerts.should_alert(group, settings.spec, start):
-            continue
-        shown = settings.alert_filter.apply(group)
-        if shown is None or not alerts.should_alert(shown, settings.spec, start):
-            report.alerts_filtered += 1
-            logger.info("alert filtered out by ALERT_FILTER", extra={"group": group.group_id})
-            continue
-        message = alerts.render_alert(shown, settings.spec, ctx, start)
-        status = store.publish_once(
-            clients.ddb, clients.sns, settings.table, settings.detector_id, message, settings.topic_arn
-        )
-        if status == store.ALERT_SENT:
-            report.alerts_already_sent += 1
-            logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
-            continue
-        report.alerts_sent += 1
-        logger.info(
-            "alert sent",
-            extra={"event_id": message.event_id, "sms": message.sms, "retry": status == store.ALERT_PENDING},
-        )
+        out = routing.route_group(clients, settings, settings.routes, group, start, ctx)
+        report.alerts_sent += len(out.sent)
+        report.alerts_already_sent += len(out.already_sent)
+        report.alerts_filtered += len(out.filtered)
+        if out.filtered:
+            logger.info("alert filtered out", extra={"group": group.group_id, "alerts": out.filtered})
+        if out.already_sent:
+            logger.info("alert already sent for this group and interval", extra={"group": group.group_id})
+        if out.sent:
+            logger.info("alert sent", extra={"group": group.group_id, "alerts": out.sent, "at": start.isoformat()})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -451,7 +446,18 @@ def run(
         state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
-    todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report)
+    last = state.detector.last_interval
+    resumed = activation.resume_after(
+        last,
+        activation.read_skip_before(clients.s3, settings.bucket, activation.resume_key(settings.spec)),
+        settings.spec.interval,
+        settings.offset_seconds,
+    )
+    if resumed != last and last is not None:  # activated with --skip: the paused intervals are not scored
+        skipped = int((to_utc(resumed) - to_utc(last)).total_seconds()) // settings.step if resumed else 0
+        report.skipped_intervals += skipped
+        logger.warning("resumed with --skip: missed intervals not scored", extra={"skipped": skipped})
+    todo = plan_intervals(resumed, to_utc(closed), settings, report)
     for i, start in enumerate(todo, 1):
         score_interval(clients, settings, state, start, report)
         report.first_interval = report.first_interval or start.isoformat()

@@ -21,6 +21,7 @@ IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"  # Powertools idempotency records (detec
 DETECTOR_ID = "DETECTOR_ID"  # the detector's id in the anomaly table and in alerts
 SCHEDULE_OFFSET_SECONDS = "SCHEDULE_OFFSET_SECONDS"  # how long after an interval closes it is read
 ALERT_FILTER = "ALERT_FILTER"  # optional JSON: the measures / dimension values that alert
+ALERT_ROUTES = "ALERT_ROUTES"  # optional JSON list: the detector's alerts (``alerts`` context key; unset = one alert)
 CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the S3 console links in alerts
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # Powertools' own: the service in logs and metrics
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own: the CloudWatch namespace
@@ -35,6 +36,7 @@ NAMES: frozenset[str] = frozenset(
         DETECTOR_ID,
         SCHEDULE_OFFSET_SECONDS,
         ALERT_FILTER,
+        ALERT_ROUTES,
         CONSOLE_BASE_URL,
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE,
