@@ -403,13 +403,14 @@ def score_interval(
     result, invalid = state.detector.score_valid(start, values, zero_fill=zero_fill_measures(spec))
     _add_invalid(report, invalid)
     scores: list[PointScore] = result.points
-    if result.silent:  # reported and counted; their own anomaly groups and alert text are not built yet
+    if result.silent:  # counted, logged and alerted as their own "silent" groups
         report.silent_series += len(result.silent)
         logger.warning(
             "series went silent",
             extra={"interval": start.isoformat(), "series": [q.series.id for q in result.silent][:20]},
         )
     found = groups.update_groups(state, scores, settings.detector_id, spec)
+    found += groups.silent_groups(settings.detector_id, result.silent)
     state.remember(start, keys)
     report.intervals_scored += 1
     report.series_scored += len(scores)

@@ -295,3 +295,27 @@ def test_any_group_renders_three_valid_texts(rows: list[tuple[str, float, float,
     if all(len(loc) < 40 for loc, *_ in rows) and all(abs(v) < 1e6 and abs(e) < 1e6 for _, v, e, _ in rows):
         assert len(msg.sms) <= alerts.SMS_LIMIT
     assert msg.email.count("python -m simulator feedback") >= 1
+
+
+def test_a_silent_group_says_series_went_silent_in_every_text_and_shows_no_value() -> None:
+    from sentinel_core.groups import silent_groups
+    from sentinel_core.model import SilentSeries
+
+    silent = [SilentSeries(SeriesKey("CO", (("LOCATION_ID", "B-101"),)), T1, T0, 3, 2.6, 80.0)]
+    (g,) = silent_groups("sentinel-aq", silent)
+    msg = alerts.render_alert(g, AQ, CTX, T1)
+    assert msg.sms == "Sentinel ALERT sev 80: CO at B-101: series went silent 10:05 UTC"
+    assert msg.subject == "Sentinel alert sev 80: CO went silent at B-101"
+    assert "series went silent in CO" in msg.email and "no value, expected about 2.6 ppm" in msg.email
+    assert "No device command is sent" in msg.email and "band" not in msg.email
+    doc = msg.default
+    assert set(doc) >= LOOKOUT_TOP and doc["sentinel"]["kind"] == "silent"
+    assert "series went silent" in doc["alertDescription"]
+    assert doc["impactedMetric"]["relevantTimeSeries"][0]["metricValue"] is None
+    assert doc["sentinel"]["series"][0]["value"] is None and doc["sentinel"]["series"][0]["expected"] == 2.6
+    # a value anomaly keeps its kind and its value
+    plain = alerts.render_alert(aq_group([co("B-101", T1, 9.4, 93.4)]), AQ, CTX, T1).default
+    assert plain["sentinel"]["kind"] == "anomaly" and plain["impactedMetric"]["relevantTimeSeries"][0]["metricValue"]
+    # the alert filter keeps the kind of the group it narrows
+    shown = alerts.AlertFilter.parse('{"dimensions": {"LOCATION_ID": ["B-101"]}}').apply(g)
+    assert shown is not None and shown.kind == "silent"
