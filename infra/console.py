@@ -79,6 +79,7 @@ GROUP_COLUMNS: list[tuple[str, str]] = [
     ("start", "string"),
     ("end", "string"),
     ("score", "double"),
+    ("kind", "string"),  # "anomaly" or "silent" (a series that went silent)
     ("series_ids", "array<string>"),
     ("contributions", "array<struct<dimension:string,value:string,percent:double>>"),
     ("feedback", "map<string,boolean>"),
