@@ -20,6 +20,21 @@ One run, triggered by the EventBridge schedule:
 
 Crash safety: a run that dies after publishing but before saving the state is retried from the old state; the same
 intervals give the same groups (deterministic ids) and the ledger says the alert is SENT, so nothing is sent twice.
+
+One bad thing fails only itself (nothing an input does can stall the detector):
+
+* a publish that fails fails THAT alert (``alerts_failed``, metric ``AlertsFailed``): its ledger claim stays
+  PENDING and it is kept in the state, so the next runs publish it again (at most ``ALERT_RETRY_RUNS`` times);
+  the run goes on, other alerts go out, the state is saved;
+* an object whose reading raises, a group that cannot be stored, a series whose scoring raises are quarantined:
+  counted (``objects_quarantined`` / ``groups_failed`` / ``series_quarantined``), logged with the key or id, and
+  the interval completes without them;
+* cardinality is bounded: at most ``max_series`` series in the model and ``max_new_series`` started per interval
+  (the excess is ``series_refused``, never scored, never in memory between runs);
+* time is bounded: an event more than ``FUTURE_TOLERANCE_SECONDS`` ahead of the wall clock is refused (a console
+  test event dated next month must not expire every series), and nothing is planned past the wall clock;
+* an unreadable or implausible state falls back to the previous versions of the state object, else the detector
+  re-warms from history (``state_recovered``).
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -38,7 +53,7 @@ from sentinel_core import alerts, groups, layout, objects, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
-from sentinel_core.model import AnomalyGroup, PointScore
+from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
@@ -56,6 +71,20 @@ LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late object
 REQUIRED_ENV = (*alerts.ALERTING_ENV, env.DATA_BUCKET)
 # Without SCHEDULE_OFFSET_SECONDS an interval is read as soon as it closes (the stack always sets it).
 DEFAULT_OFFSET_SECONDS = 0
+# Series the model may hold. The deployed function has 1,024 MB; a run peaks at ~73 MB + ~44 KB per series with the
+# JSON state (issue 16's measurement of the whole run), so 15,000 series stay near 740 MB, with room for the
+# interval's records. infra/config.py's ``detector_max_series`` sets it per stack (and sizes the memory with it).
+DEFAULT_MAX_SERIES = 15_000
+# Series started per interval: a real fleet grows by a few devices at a time (a rollout of 5,000 is admitted within
+# ten PT5M intervals), while a flood of invented ids takes at most this many places per interval, each one counted
+# (SeriesRefused) and alarmed at the first interval it happens.
+DEFAULT_MAX_NEW_SERIES = 500
+# An EventBridge scheduled event carries the time it fired, seconds from the wall clock (retries keep the original,
+# older time). Ten minutes covers clock skew and slow invocations; anything further ahead is a hand-made event.
+FUTURE_TOLERANCE_SECONDS = 600
+ALERT_RETRY_RUNS = 12  # a failed alert is published again on this many following runs (an hour at PT5M)
+MAX_ALERT_RETRIES = 100  # failed alerts kept for a retry at once (the oldest are given up first, logged)
+MAX_LOGGED_IDS = 20  # quarantined / refused ids listed in one log line and in the report (all are counted)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,16 +93,25 @@ class Settings(alerts.AlertSettings):
     offset_seconds: int = DEFAULT_OFFSET_SECONDS
     max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
     max_backlog: int = MAX_BACKLOG
+    max_series: int = DEFAULT_MAX_SERIES
+    max_new_series: int = DEFAULT_MAX_NEW_SERIES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
         e = env.Environment.current(environ)
         e.require(*REQUIRED_ENV)
+        max_series = e.integer(env.MAX_SERIES, DEFAULT_MAX_SERIES)
+        max_new = e.integer(env.MAX_NEW_SERIES, DEFAULT_MAX_NEW_SERIES)
+        for name, value in ((env.MAX_SERIES, max_series), (env.MAX_NEW_SERIES, max_new)):
+            if value < 1:
+                raise env.ConfigError(f"{name} must be at least 1, got {value}")
         return cls.read(
             e,
             bucket=e.required(env.DATA_BUCKET),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
+            max_series=max_series,
+            max_new_series=max_new,
         )
 
     @property
@@ -102,6 +140,20 @@ class RunReport:
     alerts_sent: int = 0
     alerts_already_sent: int = 0
     alerts_filtered: int = 0
+    alerts_failed: int = 0  # publishes that raised: kept for the next runs (ledger claim PENDING)
+    alerts_retried: int = 0  # earlier failed alerts published by this run
+    alerts_given_up: int = 0  # failed alerts dropped after ALERT_RETRY_RUNS runs (logged with their group)
+    groups_failed: int = 0
+    objects_quarantined: int = 0
+    quarantined_objects: list[str] = field(default_factory=list)
+    series_quarantined: int = 0
+    quarantined_series: list[str] = field(default_factory=list)
+    series_refused: int = 0  # values of series beyond max_series / max_new_series (never scored)
+    refused_series: list[str] = field(default_factory=list)
+    state_recovered: bool = False  # the saved state was unusable: an older version was used, or history re-warmed
+    state_version: str | None = None  # the older version used
+    state_problems: list[str] = field(default_factory=list)
+    future_event: bool = False  # the event was too far ahead of the wall clock: refused, nothing done
     records: int = 0
     bad_records: int = 0
     bad_reasons: dict[str, int] = field(default_factory=dict)
@@ -119,13 +171,30 @@ class RunReport:
 # ----------------------------------------------------------------------------------------------------------------
 # Reading S3 objects
 # ----------------------------------------------------------------------------------------------------------------
-def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
-    """The newest closed interval for a scheduled event (``time``, ISO-8601)."""
+def event_time(event: dict[str, Any]) -> datetime:
     raw = event.get("time")
     if not raw:
         raise ValueError("event has no 'time': the detector runs on EventBridge scheduled events")
-    now = parse_timestamp(raw)
-    return last_closed_interval(now, settings.spec.interval, settings.offset_seconds)
+    return parse_timestamp(raw)
+
+
+def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
+    """The newest closed interval for a scheduled event (``time``, ISO-8601)."""
+    return last_closed_interval(event_time(event), settings.spec.interval, settings.offset_seconds)
+
+
+def too_far_ahead(event: dict[str, Any], wall_now: datetime) -> bool:
+    """The event's time is more than ``FUTURE_TOLERANCE_SECONDS`` after the wall clock (refuse the run)."""
+    return (event_time(event) - to_utc(wall_now)).total_seconds() > FUTURE_TOLERANCE_SECONDS
+
+
+def refused_report(event: dict[str, Any], wall_now: datetime) -> RunReport:
+    """What a refused future event reports (the handler alarms on ``future_event``); nothing is read or moved."""
+    logger.error(
+        "event time is ahead of the wall clock: refused (nothing scored, the state is not moved)",
+        extra={"event_time": event.get("time"), "wall_clock": to_utc(wall_now).isoformat()},
+    )
+    return RunReport(future_event=True)
 
 
 @dataclass
@@ -162,6 +231,29 @@ def read_object(s3: S3Client, bucket: str, key: str, spec: PipelineSpec) -> Obje
     return out
 
 
+def _note(ids: list[str], new: str) -> None:
+    if len(ids) < MAX_LOGGED_IDS:
+        ids.append(new)
+
+
+def quarantine_object(report: RunReport, key: str, exc: Exception) -> None:
+    report.objects_quarantined += 1
+    _note(report.quarantined_objects, key)
+    logger.error(
+        "object quarantined: reading it raised; the interval completes without it",
+        extra={"key": key, "error": f"{type(exc).__name__}: {exc}"},
+    )
+
+
+def read_or_quarantine(clients: Clients, settings: Settings, key: str, report: RunReport) -> ObjectRead:
+    """:func:`read_object`, or nothing (quarantined, see the module doc) when reading raises."""
+    try:
+        return read_object(clients.s3, settings.bucket, key, settings.spec)
+    except Exception as exc:  # one object must not stop the interval
+        quarantine_object(report, key, exc)
+        return ObjectRead()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # State
 # ----------------------------------------------------------------------------------------------------------------
@@ -181,10 +273,40 @@ class State:
         extra = {k: v for k, v in data.items() if k not in ("format", "detector", "scored")}
         return cls(Detector.from_state(data["detector"]), dict(data.get("scored", {})), extra)
 
+    def check(self, settings: Settings, wall_now: datetime) -> State:
+        """Raise ValueError when this state cannot be the detector's (see :func:`load_state`)."""
+        if self.detector.interval_seconds != settings.step:
+            raise ValueError(f"state interval {self.detector.interval_seconds}s is not the spec's {settings.step}s")
+        last = self.detector.last_interval
+        if last is not None and (last - to_utc(wall_now)).total_seconds() > FUTURE_TOLERANCE_SECONDS:
+            raise ValueError(f"state's last interval {last.isoformat()} is after the wall clock")
+        if not isinstance(self.scored, dict) or not all(isinstance(v, list) for v in self.scored.values()):
+            raise ValueError("state 'scored' is not a map of interval -> keys")
+        return self
+
     def remember(self, start: datetime, keys: list[str]) -> None:
         self.scored[to_utc(start).isoformat()] = keys
         for old in sorted(self.scored)[:-LATE_WINDOW]:
             del self.scored[old]
+
+
+def load_state(clients: Clients, settings: Settings, wall_now: datetime, report: RunReport) -> State | None:
+    """The saved state, or an older version of it when it is unreadable or implausible (its interval is not the
+    spec's, its last interval is after the wall clock, a part does not parse); None when there is none usable
+    (the caller warms up from history). A recovery is logged and reported (metric ``StateRecovered``)."""
+    found = store.recover_state(
+        clients.s3, settings.bucket, settings.spec, lambda raw: State.from_json(raw).check(settings, wall_now)
+    )
+    if found.recovered:
+        report.state_recovered = True
+        report.state_version = found.version_id
+        report.state_problems = found.problems[:MAX_LOGGED_IDS]
+        logger.error(
+            "model state unusable: "
+            + ("continuing from an older version" if found.state is not None else "re-warming from history"),
+            extra={"version": found.version_id, "problems": found.problems[:MAX_LOGGED_IDS]},
+        )
+    return found.state
 
 
 def warm_up(clients: Clients, settings: Settings, detector: Detector, report: RunReport) -> None:
@@ -198,10 +320,13 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
 
     def records() -> Iterator[Record]:
         for key in keys:
-            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
-            for rec in iter_records(body, spec, key, bad):
-                report.warmup_records += 1
-                yield rec
+            try:
+                body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+                for rec in iter_records(body, spec, key, bad):
+                    report.warmup_records += 1
+                    yield rec
+            except Exception as exc:  # the records read so far are kept, the object quarantined
+                quarantine_object(report, key, exc)
 
     by_interval = agg.aggregate(records(), spec)
     _add_bad(report, bad)
@@ -209,8 +334,10 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
         logger.info("no historical data: the detector starts cold", extra={"prefix": layout.historical_prefix(spec)})
         return
     starts = sorted(by_interval)
+    admitted: set[SeriesKey] = set()
     for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
-        detector.score(start, by_interval.pop(start, {}))
+        values = by_interval.pop(start, {})
+        detector.score(start, admit_history(values, admitted, settings, report), on_error=_quarantine(report))
         report.warmup_intervals += 1
     logger.info(
         "warmed up on history",
@@ -234,7 +361,7 @@ def check_late(clients: Clients, settings: Settings, state: State, report: RunRe
             continue
         n = 0
         for key in new:
-            read = read_object(clients.s3, settings.bucket, key, settings.spec)
+            read = read_or_quarantine(clients, settings, key, report)
             n += len(read.records) + sum(read.bad.values())
         report.late_records += n
         report.late_objects.extend(new)
@@ -273,9 +400,18 @@ def apply_feedback(clients: Clients, settings: Settings, state: State, report: R
     return pending
 
 
-def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, report: RunReport) -> list[datetime]:
-    """Intervals to score, oldest first: after ``last`` up to ``closed``, bounded (see the module doc)."""
+def plan_intervals(
+    last: datetime | None,
+    closed: datetime,
+    settings: Settings,
+    report: RunReport,
+    wall_now: datetime | None = None,
+) -> list[datetime]:
+    """Intervals to score, oldest first: after ``last`` up to ``closed``, bounded (see the module doc); never an
+    interval that has not closed by the wall clock ``wall_now``."""
     step = settings.step
+    if wall_now is not None:
+        closed = min(closed, last_closed_interval(to_utc(wall_now), settings.spec.interval, settings.offset_seconds))
     first = closed if last is None else to_utc(last) + timedelta(seconds=step)
     todo = interval_range(first, closed + timedelta(seconds=step), step)
     if len(todo) > settings.max_backlog:
@@ -302,10 +438,85 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
 # ----------------------------------------------------------------------------------------------------------------
 # Alerts
 # ----------------------------------------------------------------------------------------------------------------
+RETRY_KEY = "alert_retries"  # state.extra: failed alerts [{"group": group dict, "interval": iso, "runs": n}]
+
+
+def send_alert(clients: Clients, settings: Settings, shown: AnomalyGroup, start: datetime, report: RunReport) -> bool:
+    """Render and publish one alert through the ledger; False when the publish (or rendering) raised.
+
+    The failure is logged and counted (``alerts_failed``); the ledger claim stays PENDING so a later attempt
+    publishes it (see :func:`retry_alerts`).
+    """
+    try:
+        message = alerts.render_alert(shown, settings.spec, settings.alert_context(settings.bucket), start)
+        status = store.publish_once(
+            clients.ddb, clients.sns, settings.table, settings.detector_id, message, settings.topic_arn
+        )
+    except Exception as exc:  # one alert must not stop the others nor the state save
+        report.alerts_failed += 1
+        logger.error(
+            "alert failed: kept for the next runs",
+            extra={
+                "group": shown.group_id,
+                "interval": to_utc(start).isoformat(),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        return False
+    if status == store.ALERT_SENT:
+        report.alerts_already_sent += 1
+        logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
+        return True
+    report.alerts_sent += 1
+    logger.info(
+        "alert sent", extra={"event_id": message.event_id, "sms": message.sms, "retry": status == store.ALERT_PENDING}
+    )
+    return True
+
+
+def _keep_for_retry(state: State, shown: AnomalyGroup, start: datetime, runs: int = 0) -> None:
+    pending: list[dict[str, Any]] = state.extra.setdefault(RETRY_KEY, [])
+    pending.append({"group": shown.to_dict(), "interval": to_utc(start).isoformat(), "runs": runs})
+    for dropped in pending[:-MAX_ALERT_RETRIES]:
+        logger.error("too many failed alerts kept: the oldest is given up", extra={"group": dropped["group"]})
+    del pending[:-MAX_ALERT_RETRIES]
+
+
+def retry_alerts(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
+    """Publish the alerts earlier runs failed to publish (once each through the ledger), before this run's."""
+    pending: list[dict[str, Any]] = state.extra.pop(RETRY_KEY, [])
+    for item in pending:
+        try:
+            group = AnomalyGroup.from_dict(item["group"])
+            start = datetime.fromisoformat(str(item["interval"]))
+            runs = int(item.get("runs", 0)) + 1
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.error(
+                "unreadable failed alert in the state: dropped", extra={"item": str(item)[:300], "error": str(exc)}
+            )
+            continue
+        if send_alert(clients, settings, group, start, report):
+            report.alerts_retried += 1
+        elif runs >= ALERT_RETRY_RUNS:
+            report.alerts_given_up += 1
+            logger.error(
+                "alert given up after failing on every retry",
+                extra={"group": group.group_id, "interval": start.isoformat(), "runs": runs},
+            )
+        else:
+            _keep_for_retry(state, group, start, runs)
+
+
 def publish_alerts(
-    clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
+    clients: Clients,
+    settings: Settings,
+    found: Iterable[AnomalyGroup],
+    start: datetime,
+    report: RunReport,
+    state: State | None = None,
 ) -> None:
-    ctx = settings.alert_context(settings.bucket)
+    """Alerts of one interval: above the threshold, through ``ALERT_FILTER``, once each (ledger); a failed one is
+    kept in ``state`` for the next runs."""
     for group in found:
         if not alerts.should_alert(group, settings.spec, start):
             continue
@@ -314,86 +525,197 @@ def publish_alerts(
             report.alerts_filtered += 1
             logger.info("alert filtered out by ALERT_FILTER", extra={"group": group.group_id})
             continue
-        message = alerts.render_alert(shown, settings.spec, ctx, start)
-        status = store.publish_once(
-            clients.ddb, clients.sns, settings.table, settings.detector_id, message, settings.topic_arn
-        )
-        if status == store.ALERT_SENT:
-            report.alerts_already_sent += 1
-            logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
-            continue
-        report.alerts_sent += 1
-        logger.info(
-            "alert sent",
-            extra={"event_id": message.event_id, "sms": message.sms, "retry": status == store.ALERT_PENDING},
-        )
+        if not send_alert(clients, settings, shown, start, report) and state is not None:
+            _keep_for_retry(state, shown, start)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------
-def drop_duplicates(records: list[Record]) -> list[Record]:
-    """Keep the first of identical records (same timestamp, dimension values and measure values).
+def interval_records(
+    clients: Clients, settings: Settings, keys: Iterable[str], bad: Counter[str], report: RunReport
+) -> Iterator[Record]:
+    """The valid records of the interval's objects, streamed in key order (nothing is held per record). An object
+    whose reading raises is quarantined (see the module doc); the records it gave before the error are kept."""
+    for key in keys:
+        try:
+            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+            yield from iter_records(body, settings.spec, key, bad)
+        except Exception as exc:  # one object must not stop the interval
+            quarantine_object(report, key, exc)
 
-    IoT Core (QoS 1) and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it
-    would double a SUM and skew an AVG. Two genuinely different readings never share all of these fields (the
-    timestamp is kept to the second); producers that can send identical readings must add a dimension telling them
-    apart.
-    """
-    seen: set[tuple[object, ...]] = set()
-    out: list[Record] = []
-    for r in records:
-        key = (r.timestamp, r.dimensions, tuple(sorted(r.values.items())))
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+
+@dataclass
+class IntervalValues:
+    """One interval aggregated (SUM / AVG per series) with the admission of new series done while streaming, so
+    memory holds the admitted series only, whatever the number of invented ones (13.4)."""
+
+    start: datetime
+    step: int
+    aggregations: dict[str, str]
+    dimensions: tuple[str, ...]
+    detector: Detector
+    room: int  # new series this interval may still start
+    dedupe: bool
+    cells: dict[SeriesKey, list[float]] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)  # hashes of the records kept (duplicates dropped)
+    refused: set[int] = field(default_factory=set)  # hashes of the refused series (counted once each)
+    refused_sample: list[str] = field(default_factory=list)
+    records: int = 0
+    wrong_interval: int = 0
+    duplicates: int = 0
+
+    def add(self, rec: Record) -> None:
+        if floor_to_interval(rec.timestamp, self.step) != self.start:
+            self.wrong_interval += 1
+            return
+        if self.dedupe:
+            # Identical records (same timestamp, dimension values and measure values) count once: IoT Core (QoS 1)
+            # and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it would
+            # double a SUM and skew an AVG. Two genuinely different readings never share all of these fields
+            # (timestamps are kept to the second). A hash is kept, not the record.
+            h = hash((rec.timestamp, rec.dimensions, tuple(sorted(rec.values.items()))))
+            if h in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(h)
+        self.records += 1
+        dims = tuple(zip(self.dimensions, rec.dimensions, strict=True))
+        for measure, value in rec.values.items():
+            key = SeriesKey(measure, dims)
+            cell = self.cells.get(key)
+            if cell is None:
+                if not self.detector.has_series(key.id):
+                    if self.room <= 0:
+                        h = hash(key)
+                        if h not in self.refused:
+                            self.refused.add(h)
+                            _note(self.refused_sample, key.id)
+                        continue
+                    self.room -= 1
+                cell = self.cells[key] = [0.0, 0.0]
+            cell[0] += value
+            cell[1] += 1.0
+
+    def values(self) -> dict[SeriesKey, float]:
+        return {
+            key: (total / count if self.aggregations.get(key.measure, "SUM") == "AVG" else total)
+            for key, (total, count) in self.cells.items()
+        }
 
 
 def score_interval(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
 ) -> list[AnomalyGroup]:
+    """Score one interval: read EXACTLY its folder, aggregate (admitting new series within the caps), score, group,
+    store the groups, alert (see the module doc)."""
     spec = settings.spec
     keys = objects.list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
-    records: list[Record] = []
     bad: Counter[str] = Counter()
-    for key in keys:
-        read = read_object(clients.s3, settings.bucket, key, spec)
-        records.extend(read.records)
-        bad.update(read.bad)
-    inside = [r for r in records if floor_to_interval(r.timestamp, settings.step) == start]
-    if len(inside) != len(records):
-        bad["wrong_interval"] += len(records) - len(inside)
-        logger.warning(
-            "records outside their folder's interval (not scored)",
-            extra={"interval": start.isoformat(), "count": len(records) - len(inside)},
-        )
-        records = inside
     # Event-count presets (a measure defaulted per event, e.g. ecommerce views): two page views of the same page in
     # the same second are two views, not a redelivery, so nothing is dropped there.
     counts_events = any(m.default is not None for m in spec.measures)
-    unique = records if counts_events else drop_duplicates(records)
-    if len(unique) != len(records):
-        report.duplicate_records += len(records) - len(unique)
+    acc = IntervalValues(
+        start=start,
+        step=settings.step,
+        aggregations={m.name: m.aggregation for m in spec.measures},
+        dimensions=tuple(spec.dimensions),
+        detector=state.detector,
+        room=min(settings.max_new_series, max(0, settings.max_series - state.detector.series_count)),
+        dedupe=not counts_events,
+    )
+    for rec in interval_records(clients, settings, keys, bad, report):
+        acc.add(rec)
+    if acc.wrong_interval:
+        bad["wrong_interval"] += acc.wrong_interval
+        logger.warning(
+            "records outside their folder's interval (not scored)",
+            extra={"interval": start.isoformat(), "count": acc.wrong_interval},
+        )
+    if acc.duplicates:
+        report.duplicate_records += acc.duplicates
         logger.info(
             "identical records counted once (IoT QoS 1 and Firehose deliver at least once)",
-            extra={"interval": start.isoformat(), "duplicates": len(records) - len(unique)},
+            extra={"interval": start.isoformat(), "duplicates": acc.duplicates},
         )
-        records = unique
+    if acc.refused:
+        report.series_refused += len(acc.refused)
+        for sid in acc.refused_sample:
+            _note(report.refused_series, sid)
+        _log_refused(report, report.series_refused - len(acc.refused), settings)
     _add_bad(report, bad)
-    report.records += len(records)
-    values = agg.aggregate(records, spec).get(start, {}) if records else {}
-    scores: list[PointScore] = state.detector.score(start, values)
+    report.records += acc.records
+    values = acc.values()
+    del acc
+    scores: list[PointScore] = state.detector.score(start, values, on_error=_quarantine(report))
     found = groups.update_groups(state, scores, settings.detector_id, spec)
     state.remember(start, keys)
     report.intervals_scored += 1
     report.series_scored += len(scores)
     report.anomalies += sum(1 for p in scores if groups.is_anomalous(p))
-    for group in found:
-        store.save_group(clients.ddb, settings.table, group)
-    report.groups += len(found)
-    publish_alerts(clients, settings, found, start, report)
+    stored = [g for g in found if save_group(clients, settings, g, report)]
+    report.groups += len(stored)
+    publish_alerts(clients, settings, found, start, report, state)
     return found
+
+
+def save_group(clients: Clients, settings: Settings, group: AnomalyGroup, report: RunReport) -> bool:
+    """Store one group; a failure is logged and counted (``groups_failed``), its alert still goes out."""
+    try:
+        store.save_group(clients.ddb, settings.table, group)
+        return True
+    except Exception as exc:  # one group must not stop the interval
+        report.groups_failed += 1
+        logger.error(
+            "anomaly group not stored", extra={"group": group.group_id, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        return False
+
+
+def _quarantine(report: RunReport) -> Callable[[SeriesKey, Exception], None]:
+    def note(key: SeriesKey, exc: Exception) -> None:
+        report.series_quarantined += 1
+        _note(report.quarantined_series, key.id)
+        logger.error(
+            "series quarantined: scoring it raised; it restarts from its next value",
+            extra={"series": key.id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+
+    return note
+
+
+def _refuse(report: RunReport, key: SeriesKey) -> None:
+    report.series_refused += 1
+    _note(report.refused_series, key.id)
+
+
+def _log_refused(report: RunReport, before: int, settings: Settings) -> None:
+    if report.series_refused > before:
+        logger.warning(
+            "series refused: the model holds at most max_series series and starts at most max_new_series per interval",
+            extra={
+                "refused": report.series_refused - before,
+                "max_series": settings.max_series,
+                "max_new_series": settings.max_new_series,
+                "sample": report.refused_series,
+            },
+        )
+
+
+def admit_history(
+    values: Mapping[SeriesKey, float], admitted: set[SeriesKey], settings: Settings, report: RunReport
+) -> dict[SeriesKey, float]:
+    """Warm-up: the history teaches at most ``max_series`` series (the first seen, in series order)."""
+    before = report.series_refused
+    out: dict[SeriesKey, float] = {}
+    for key in sorted(values):
+        if key in admitted or len(admitted) < settings.max_series:
+            admitted.add(key)
+            out[key] = values[key]
+        else:
+            _refuse(report, key)
+    _log_refused(report, before, settings)
+    return out
 
 
 def run(
@@ -401,18 +723,22 @@ def run(
     settings: Settings,
     closed: datetime,
     time_left_ms: Callable[[], int] | None = None,
+    wall_now: datetime | None = None,
 ) -> RunReport:
-    """Score every interval up to ``closed`` that is not scored yet; see the module doc."""
+    """Score every interval up to ``closed`` that is not scored yet; see the module doc. ``wall_now`` (default:
+    the clock) bounds the plan: nothing past it is scored."""
+    wall = to_utc(wall_now) if wall_now is not None else datetime.now(UTC)
     report = RunReport(closed_interval=to_utc(closed).isoformat())
-    raw = store.load_state(clients.s3, settings.bucket, settings.spec)
-    if raw is None:
+    loaded = load_state(clients, settings, wall, report)
+    if loaded is None:
         state = State(Detector(settings.step))
         warm_up(clients, settings, state.detector, report)
     else:
-        state = State.from_json(raw)
+        state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
-    todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report)
+    retry_alerts(clients, settings, state, report)
+    todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report, wall)
     for i, start in enumerate(todo, 1):
         score_interval(clients, settings, state, start, report)
         report.first_interval = report.first_interval or start.isoformat()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -281,15 +281,27 @@ class Detector:
     def series_count(self) -> int:
         return len(self._series)
 
+    def has_series(self, series_id: str) -> bool:
+        return series_id in self._series
+
     def series_ids(self) -> list[str]:
         return sorted(self._series)
 
     # -- scoring ------------------------------------------------------------------------------------------------
-    def score(self, start: datetime, values: Mapping[SeriesKey, float]) -> list[PointScore]:
+    def score(
+        self,
+        start: datetime,
+        values: Mapping[SeriesKey, float],
+        on_error: Callable[[SeriesKey, Exception], None] | None = None,
+    ) -> list[PointScore]:
         """Score every value of the interval starting at ``start`` from earlier data, then learn from it.
 
         Intervals must come in increasing order (missing intervals may be skipped: call with the next one that has
         data, or with an empty mapping). Non-finite values are ignored (no score, nothing learned).
+
+        ``on_error`` (the detector Lambda's quarantine): a series whose scoring raises is dropped from the model (its
+        state may be half-updated) and reported there, and the other series are scored; without it the error
+        propagates.
         """
         idx = self._index(start)
         if self._last is not None and idx <= self._last:
@@ -303,7 +315,14 @@ class Detector:
             value = float(values[key])
             if not math.isfinite(value):
                 continue
-            out.append(self._score_one(key, idx, ts, value))
+            if on_error is None:
+                out.append(self._score_one(key, idx, ts, value))
+                continue
+            try:
+                out.append(self._score_one(key, idx, ts, value))
+            except Exception as exc:  # one series must not stop the others (see on_error)
+                self._series.pop(key.id, None)
+                on_error(key, exc)
         self._last = idx
         self._expire(idx)
         return out

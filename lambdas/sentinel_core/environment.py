@@ -22,6 +22,8 @@ DETECTOR_ID = "DETECTOR_ID"  # the detector's id in the anomaly table and in ale
 SCHEDULE_OFFSET_SECONDS = "SCHEDULE_OFFSET_SECONDS"  # how long after an interval closes it is read
 ALERT_FILTER = "ALERT_FILTER"  # optional JSON: the measures / dimension values that alert
 CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the S3 console links in alerts
+MAX_SERIES = "MAX_SERIES"  # detector: cap on the series its model holds (bounded cardinality)
+MAX_NEW_SERIES = "MAX_NEW_SERIES"  # detector: cap on the series it starts per interval
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # Powertools' own: the service in logs and metrics
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own: the CloudWatch namespace
 
@@ -36,6 +38,8 @@ NAMES: frozenset[str] = frozenset(
         SCHEDULE_OFFSET_SECONDS,
         ALERT_FILTER,
         CONSOLE_BASE_URL,
+        MAX_SERIES,
+        MAX_NEW_SERIES,
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE,
     }

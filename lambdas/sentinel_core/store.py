@@ -26,10 +26,10 @@ import base64
 import gzip
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sentinel_core import layout, objects
 from sentinel_core.intervals import to_utc
@@ -48,6 +48,8 @@ GROUP_TTL_DAYS = 90
 ALERT_TTL_DAYS = 30
 FEEDBACK_TTL_DAYS = 90
 STATE_FILE = "model/state.json.gz"
+
+T = TypeVar("T")
 
 ALERT_NEW = "new"  # claimed now: publish
 ALERT_PENDING = "pending"  # a previous attempt claimed it but did not confirm the publish: publish again
@@ -148,6 +150,67 @@ def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] 
     if not isinstance(data, dict):
         raise StoreError(f"s3://{bucket}/{state_key(spec)} is not a JSON object")
     return data
+
+
+MAX_STATE_VERSIONS = 10  # older versions tried before re-warming: ~50 minutes of PT5M saves, far past a bad deploy
+
+
+@dataclass
+class RecoveredState(Generic[T]):
+    """What :func:`recover_state` found: the parsed state (None: nothing usable, re-warm from history), the version
+    it came from (None: the current object) and, when the current object was not usable, why."""
+
+    state: T | None
+    version_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def recovered(self) -> bool:
+        return bool(self.problems)
+
+
+def _decode_state(body: objects.Readable) -> Any:
+    return json.load(objects.open_text(body))
+
+
+def recover_state(s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[Any], T]) -> RecoveredState[T]:
+    """The saved state parsed by ``parse`` (which raises on an implausible state); when the current object is
+    unreadable or ``parse`` rejects it, the previous versions (the bucket is versioned), newest first, at most
+    ``MAX_STATE_VERSIONS``; when none is usable ``state`` is None (the caller re-warms from history).
+
+    No state object at all is not a problem: ``RecoveredState(None)`` with no problems (the detector never ran).
+    """
+    key = state_key(spec)
+    out: RecoveredState[T] = RecoveredState(None)
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        return out
+    try:
+        out.state = parse(_decode_state(obj["Body"]))
+        return out
+    except Exception as exc:  # any unreadable or implausible state falls back (and is reported)
+        out.problems.append(f"current: {type(exc).__name__}: {exc}"[:300])
+    current = obj.get("VersionId")
+    versions: list[dict[str, Any]] = []
+    try:
+        resp: Any = s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_STATE_VERSIONS + 1)
+        versions = [
+            v for v in resp.get("Versions", []) if v["Key"] == key and v.get("VersionId") not in (current, "null")
+        ]
+    except Exception as exc:  # no version listing: re-warm (reported)
+        out.problems.append(f"versions: {type(exc).__name__}: {exc}"[:300])
+    versions.sort(key=lambda v: v["LastModified"], reverse=True)
+    for v in versions[:MAX_STATE_VERSIONS]:
+        vid = str(v["VersionId"])
+        try:
+            older = s3.get_object(Bucket=bucket, Key=key, VersionId=vid)
+            out.state = parse(_decode_state(older["Body"]))
+            out.version_id = vid
+            return out
+        except Exception as exc:  # try the next older one
+            out.problems.append(f"version {vid}: {type(exc).__name__}: {exc}"[:300])
+    return out
 
 
 def save_state(s3: S3Client, bucket: str, spec: PipelineSpec, state: Mapping[str, Any]) -> str:
