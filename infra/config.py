@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel_core import capacity
 from sentinel_core.alerts import AlertFilter, AlertFilterError
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
 from sentinel_core.spec import AGGREGATIONS, MAX_DIMENSIONS, MAX_MEASURES, Measure, PipelineSpec, SpecError, get_preset
@@ -72,6 +73,8 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "alert_filter",
     "schedule_offset_seconds",
     "console_base_url",
+    "detector_max_series",
+    "detector_max_new_series",
 )
 
 
@@ -109,6 +112,9 @@ class SentinelConfig:
     # Two minutes after an interval closes: Firehose's 60 s buffer has flushed and most late arrivals are in.
     schedule_offset_seconds: int = 120
     console_base_url: str = ""  # "" = alerts carry no console link
+    # Bounded cardinality (builtin engine): the reasons of both defaults are in sentinel_core.capacity.
+    detector_max_series: int = capacity.DEFAULT_MAX_SERIES
+    detector_max_new_series: int = capacity.DEFAULT_MAX_NEW_SERIES
 
     @property
     def preset(self) -> str:
@@ -182,6 +188,19 @@ class SentinelConfig:
         console = _text("console_base_url", get("console_base_url") or _default("console_base_url"))
         if console and not console.startswith("https://"):
             raise ConfigError(f"context 'console_base_url' must start with https://, got {console!r}")
+        max_series = _int("detector_max_series", get("detector_max_series"), _default("detector_max_series"))
+        if max_series < 1:
+            raise ConfigError(f"context 'detector_max_series' must be at least 1, got {max_series}")
+        try:
+            capacity.detector_memory_mb(max_series)
+        except ValueError as exc:
+            raise ConfigError(f"context 'detector_max_series': {exc}") from None
+        max_new = _int("detector_max_new_series", get("detector_max_new_series"), _default("detector_max_new_series"))
+        if not 1 <= max_new <= max_series:
+            raise ConfigError(
+                f"context 'detector_max_new_series' must be within 1 and detector_max_series ({max_series}), "
+                f"got {max_new}"
+            )
         return cls(
             spec=spec,
             engine=engine,
@@ -197,6 +216,8 @@ class SentinelConfig:
             alert_filter_json=filter_json,
             schedule_offset_seconds=offset,
             console_base_url=console,
+            detector_max_series=max_series,
+            detector_max_new_series=max_new,
         )
 
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, groups, layout, objects, store
+from sentinel_core import alerts, capacity, groups, layout, objects, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
@@ -71,14 +71,9 @@ LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late object
 REQUIRED_ENV = (*alerts.ALERTING_ENV, env.DATA_BUCKET)
 # Without SCHEDULE_OFFSET_SECONDS an interval is read as soon as it closes (the stack always sets it).
 DEFAULT_OFFSET_SECONDS = 0
-# Series the model may hold. The deployed function has 1,024 MB; a run peaks at ~73 MB + ~44 KB per series with the
-# JSON state (issue 16's measurement of the whole run), so 15,000 series stay near 740 MB, with room for the
-# interval's records. infra/config.py's ``detector_max_series`` sets it per stack (and sizes the memory with it).
-DEFAULT_MAX_SERIES = 15_000
-# Series started per interval: a real fleet grows by a few devices at a time (a rollout of 5,000 is admitted within
-# ten PT5M intervals), while a flood of invented ids takes at most this many places per interval, each one counted
-# (SeriesRefused) and alarmed at the first interval it happens.
-DEFAULT_MAX_NEW_SERIES = 500
+# Caps on the series (13.4): the defaults and their reasons are in ``sentinel_core.capacity``.
+DEFAULT_MAX_SERIES = capacity.DEFAULT_MAX_SERIES
+DEFAULT_MAX_NEW_SERIES = capacity.DEFAULT_MAX_NEW_SERIES
 # An EventBridge scheduled event carries the time it fired, seconds from the wall clock (retries keep the original,
 # older time). Ten minutes covers clock skew and slow invocations; anything further ahead is a hand-made event.
 FUTURE_TOLERANCE_SECONDS = 600
