@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, capacity, groups, layout, objects, store
+from sentinel_core import alerts, capacity, groups, layout, objects, state_file, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
@@ -148,6 +148,7 @@ class RunReport:
     state_recovered: bool = False  # the saved state was unusable: an older version was used, or history re-warmed
     state_version: str | None = None  # the older version used
     state_problems: list[str] = field(default_factory=list)
+    state_bytes: int = 0  # size of the state file saved
     future_event: bool = False  # the event was too far ahead of the wall clock: refused, nothing done
     records: int = 0
     bad_records: int = 0
@@ -258,15 +259,38 @@ class State:
     scored: dict[str, list[str]] = field(default_factory=dict)  # interval start -> keys it was scored from
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "detector": self.detector.to_state(), "scored": self.scored, **self.extra}
+    def header(self) -> dict[str, Any]:
+        """The run state without the series (the state file's header)."""
+        return {
+            "format": STATE_FORMAT,
+            "detector": self.detector.to_state_header(),
+            "scored": self.scored,
+            **self.extra,
+        }
+
+    def records(self) -> Iterator[tuple[str, bytes]]:
+        """The series, packed one at a time (``sentinel_core.state_file``)."""
+        for sid, data in self.detector.series_state():
+            yield sid, state_file.pack_series(data)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> State:
-        if data.get("format") != STATE_FORMAT:
-            raise ValueError(f"model state format {data.get('format')!r} is not {STATE_FORMAT}")
-        extra = {k: v for k, v in data.items() if k not in ("format", "detector", "scored")}
-        return cls(Detector.from_state(data["detector"]), dict(data.get("scored", {})), extra)
+    def from_parts(cls, header: dict[str, Any], series: Iterator[tuple[str, list[Any]]]) -> State:
+        if header.get("format") != STATE_FORMAT:
+            raise ValueError(f"model state format {header.get('format')!r} is not {STATE_FORMAT}")
+        extra = {k: v for k, v in header.items() if k not in ("format", "detector", "scored")}
+        detector = Detector.from_state({**header["detector"], "series": {}})
+        for sid, data in series:
+            detector.load_series(sid, data)
+        return cls(detector, dict(header.get("scored", {})), extra)
+
+    @classmethod
+    def read(cls, body: objects.Readable) -> State:
+        """A saved state object, streamed (either encoding, see ``store.read_state``)."""
+        return cls.from_parts(*store.read_state(body))
+
+    def save(self, clients: Clients, settings: Settings) -> int:
+        """Write the state file; returns its size in bytes."""
+        return store.save_state(clients.s3, settings.bucket, settings.spec, self.header(), self.records())
 
     def check(self, settings: Settings, wall_now: datetime) -> State:
         """Raise ValueError when this state cannot be the detector's (see :func:`load_state`)."""
@@ -290,7 +314,7 @@ def load_state(clients: Clients, settings: Settings, wall_now: datetime, report:
     spec's, its last interval is after the wall clock, a part does not parse); None when there is none usable
     (the caller warms up from history). A recovery is logged and reported (metric ``StateRecovered``)."""
     found = store.recover_state(
-        clients.s3, settings.bucket, settings.spec, lambda raw: State.from_json(raw).check(settings, wall_now)
+        clients.s3, settings.bucket, settings.spec, lambda body: State.read(body).check(settings, wall_now)
     )
     if found.recovered:
         report.state_recovered = True
@@ -739,7 +763,7 @@ def run(
         report.first_interval = report.first_interval or start.isoformat()
         report.last_interval = start.isoformat()
         if i % CHECKPOINT_EVERY == 0 and i < len(todo):
-            store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+            state.save(clients, settings)
         if time_left_ms is not None and time_left_ms() < 30_000 and i < len(todo):
             report.stopped_early = True
             report.backlog_left += len(todo) - i
@@ -747,7 +771,7 @@ def run(
                 "stopping early to save the state before the Lambda times out", extra={"left": len(todo) - i}
             )
             break
-    store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+    report.state_bytes = state.save(clients, settings)
     applied_at = datetime.now().astimezone().isoformat(timespec="seconds")
     for fb in feedback:
         store.mark_feedback_applied(clients.ddb, settings.table, fb, applied_at)

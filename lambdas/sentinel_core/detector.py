@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -574,10 +574,29 @@ class Detector:
         det = cls(int(state["interval_seconds"]), cfg)
         det._last = None if state.get("last") is None else int(state["last"])
         for sid, data in state.get("series", {}).items():
-            s = _Series.from_list(data)
-            if det._buckets and (s.season is None or len(s.season) != det._buckets):
-                s.season = array("d", [math.nan]) * det._buckets
-            elif not det._buckets:
-                s.season = None
-            det._series[sid] = s
+            det.load_series(sid, data)
         return det
+
+    # -- per-series state (the seam of the detector Lambda's compact state file: ``sentinel_core.state_file``) ----
+    def to_state_header(self) -> dict[str, Any]:
+        """``to_state`` without the series (they are written one by one with ``series_state``)."""
+        return {
+            "version": STATE_VERSION,
+            "interval_seconds": self.interval_seconds,
+            "config": self.config.to_dict(),
+            "last": self._last,
+        }
+
+    def series_state(self) -> Iterator[tuple[str, list[Any]]]:
+        """(series id, its ``to_state`` list) in id order, one at a time."""
+        for sid in sorted(self._series):
+            yield sid, self._series[sid].to_list()
+
+    def load_series(self, sid: str, data: list[Any]) -> None:
+        """Add one series from its ``to_state`` list (what ``from_state`` does for each)."""
+        s = _Series.from_list(data)
+        if self._buckets and (s.season is None or len(s.season) != self._buckets):
+            s.season = array("d", [math.nan]) * self._buckets
+        elif not self._buckets:
+            s.season = None
+        self._series[sid] = s

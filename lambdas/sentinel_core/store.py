@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sentinel_core import layout, objects
+from sentinel_core import layout, objects, state_file
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import AnomalyGroup
 from sentinel_core.spec import PipelineSpec
@@ -47,7 +48,8 @@ DAY = 86400
 GROUP_TTL_DAYS = 90
 ALERT_TTL_DAYS = 30
 FEEDBACK_TTL_DAYS = 90
-STATE_FILE = "model/state.json.gz"
+STATE_FILE = "model/state.bin.gz"  # sentinel_core.state_file
+LEGACY_STATE_FILE = "model/state.json.gz"  # the JSON state of earlier releases (read, never written)
 
 T = TypeVar("T")
 
@@ -140,16 +142,44 @@ def state_key(spec: PipelineSpec) -> str:
     return layout.state_prefix(spec) + STATE_FILE
 
 
+def legacy_state_key(spec: PipelineSpec) -> str:
+    """Where releases before the compact state file kept it (one gzip-9 JSON object): read once, then replaced."""
+    return layout.state_prefix(spec) + LEGACY_STATE_FILE
+
+
+SeriesLists = Iterator[tuple[str, list[Any]]]
+
+
+def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesLists]:
+    """A state object, streamed: (the run state without the series, the series one by one as (id, per-series
+    list)). Both encodings are read: the compact state file (``sentinel_core.state_file``) and the JSON state of
+    earlier releases (its series are then in memory already)."""
+    f = objects.open_binary(body)
+    if state_file.is_state_file(f.peek(5)[:5]):
+        header = state_file.read_header(f)
+        records = state_file.read_records(f)
+        return header, ((sid, state_file.unpack_series(blob)) for sid, blob in records)
+    data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("detector"), dict):
+        raise StoreError("the state object is not a JSON object with a 'detector'")
+    series = data["detector"].pop("series", {})
+    if not isinstance(series, dict):
+        raise StoreError("the state's detector series are not a map")
+    return data, iter(series.items())
+
+
 def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] | None:
-    """The saved state, or None when the detector never ran (the object does not exist)."""
-    try:
-        obj = s3.get_object(Bucket=bucket, Key=state_key(spec))
-    except s3.exceptions.NoSuchKey:
-        return None
-    data = json.load(objects.open_text(obj["Body"]))
-    if not isinstance(data, dict):
-        raise StoreError(f"s3://{bucket}/{state_key(spec)} is not a JSON object")
-    return data
+    """The saved state as one JSON-shaped dict (series lists under ``detector.series``), or None when the detector
+    never ran. For tools and tests: the detector itself streams it (:func:`recover_state`)."""
+    for key in (state_key(spec), legacy_state_key(spec)):
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            continue
+        header, series = read_state(obj["Body"])
+        header.setdefault("detector", {})["series"] = dict(series)
+        return header
+    return None
 
 
 MAX_STATE_VERSIONS = 10  # older versions tried before re-warming: ~50 minutes of PT5M saves, far past a bad deploy
@@ -169,25 +199,28 @@ class RecoveredState(Generic[T]):
         return bool(self.problems)
 
 
-def _decode_state(body: objects.Readable) -> Any:
-    return json.load(objects.open_text(body))
+def recover_state(
+    s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[objects.Readable], T]
+) -> RecoveredState[T]:
+    """The saved state parsed by ``parse`` from the object's body (``parse`` raises on an unreadable or implausible
+    state); when the current object is not usable, its previous versions (the bucket is versioned), newest first,
+    at most ``MAX_STATE_VERSIONS``; when none is usable ``state`` is None (the caller re-warms from history).
 
-
-def recover_state(s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[Any], T]) -> RecoveredState[T]:
-    """The saved state parsed by ``parse`` (which raises on an implausible state); when the current object is
-    unreadable or ``parse`` rejects it, the previous versions (the bucket is versioned), newest first, at most
-    ``MAX_STATE_VERSIONS``; when none is usable ``state`` is None (the caller re-warms from history).
-
-    No state object at all is not a problem: ``RecoveredState(None)`` with no problems (the detector never ran).
+    No state object at all is not a problem: ``RecoveredState(None)`` with no problems (the detector never ran); a
+    state of an earlier release (``legacy_state_key``) is read when there is no compact one yet.
     """
     key = state_key(spec)
     out: RecoveredState[T] = RecoveredState(None)
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.NoSuchKey:
-        return out
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=legacy_state_key(spec))
+        except s3.exceptions.NoSuchKey:
+            return out
+        key = legacy_state_key(spec)
     try:
-        out.state = parse(_decode_state(obj["Body"]))
+        out.state = parse(obj["Body"])
         return out
     except Exception as exc:  # any unreadable or implausible state falls back (and is reported)
         out.problems.append(f"current: {type(exc).__name__}: {exc}"[:300])
@@ -205,7 +238,7 @@ def recover_state(s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable
         vid = str(v["VersionId"])
         try:
             older = s3.get_object(Bucket=bucket, Key=key, VersionId=vid)
-            out.state = parse(_decode_state(older["Body"]))
+            out.state = parse(older["Body"])
             out.version_id = vid
             return out
         except Exception as exc:  # try the next older one
@@ -213,17 +246,15 @@ def recover_state(s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable
     return out
 
 
-def save_state(s3: S3Client, bucket: str, spec: PipelineSpec, state: Mapping[str, Any]) -> str:
-    """Write the state as one gzip JSON object (a single PUT: readers see the old or the new state, never half)."""
-    body = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), mtime=0)
-    s3.put_object(
-        Bucket=bucket,
-        Key=state_key(spec),
-        Body=body,
-        ContentType="application/json",
-        ContentEncoding="gzip",
-    )
-    return state_key(spec)
+def save_state(
+    s3: S3Client, bucket: str, spec: PipelineSpec, header: Mapping[str, Any], records: Iterable[tuple[str, bytes]]
+) -> int:
+    """Write the compact state file (one PUT: readers see the old or the new state, never half); returns its size.
+
+    ``header``: the run state without the series; ``records``: (series id, packed series) in id order."""
+    body = state_file.to_bytes(dict(header), records)
+    s3.put_object(Bucket=bucket, Key=state_key(spec), Body=body, ContentType="application/octet-stream")
+    return len(body)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from detector import runner
-from sentinel_core import layout, store
+from sentinel_core import layout, state_file, store
 from sentinel_core.detector import Detector
 from sentinel_core.model import SeriesKey
 
@@ -279,9 +279,10 @@ def _gz(data: Any) -> bytes:
     return gzip.compress(json.dumps(data).encode())
 
 
-def corrupt_variants(good: dict[str, Any]) -> dict[str, bytes]:
+def corrupt_variants(good: dict[str, Any], raw: bytes) -> dict[str, bytes]:
     series = dict(good["detector"]["series"])
     first = next(iter(series))
+    head = {k: v for k, v in good["detector"].items() if k != "series"}
     future_last = int((datetime.now(UTC) + timedelta(days=21)).timestamp()) // 300
     return {
         "not-gzip": b"\x00\x01 garbage",
@@ -294,6 +295,12 @@ def corrupt_variants(good: dict[str, Any]) -> dict[str, bytes]:
         "wrong-interval": _gz({**good, "detector": {**good["detector"], "interval_seconds": 60}}),
         "future": _gz({**good, "detector": {**good["detector"], "last": future_last}}),
         "scored-not-a-map": _gz({**good, "scored": [1]}),
+        # the compact state file itself
+        "file-cut-short": raw[: len(raw) // 2],
+        "file-bad-record": state_file.to_bytes(
+            {k: v for k, v in good.items() if k != "detector"} | {"detector": head}, [(first, b"\x07junk")]
+        ),
+        "file-bad-header": gzip.compress(state_file.MAGIC + b"\x01\x05\x00\x00\x00[1,2]"),
     }
 
 
@@ -314,6 +321,9 @@ VARIANTS = (
     "wrong-interval",
     "future",
     "scored-not-a-map",
+    "file-cut-short",
+    "file-bad-record",
+    "file-bad-header",
 )
 
 
@@ -323,7 +333,8 @@ def test_corrupt_state_falls_back_to_the_previous_version(versioned: Env, varian
     env.put_interval(LIVE)
     env.invoke(LIVE)
     good = env.state()
-    env.s3.put_object(Bucket=BUCKET, Key=store.state_key(SPEC), Body=corrupt_variants(good)[variant])
+    raw = env.s3.get_object(Bucket=BUCKET, Key=store.state_key(SPEC))["Body"].read()
+    env.s3.put_object(Bucket=BUCKET, Key=store.state_key(SPEC), Body=corrupt_variants(good, raw)[variant])
     env.put_interval(LIVE + STEP, spike=9.4)
     report = env.invoke(LIVE + STEP)
     assert report["state_recovered"] is True and report["state_version"]
