@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import random
 import resource
 import sys
@@ -37,14 +36,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lambdas"))
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from sentinel_core import layout  # noqa: E402
 from sentinel_core.intervals import interval_seconds  # noqa: E402
 from sentinel_core.spec import get_preset  # noqa: E402
 
-from simulator.demo_run import fresh_lambda_modules, load_pipeline, offline_environment  # noqa: E402
+from local_aws import offline  # noqa: E402
+from simulator.demo.synth import load_pipeline  # noqa: E402
 
 SPEC = get_preset("air-quality")
 START = datetime(2026, 3, 23, 10, 0, tzinfo=UTC)
@@ -112,19 +110,14 @@ def count_lines(s3: Any, bucket: str, prefix: str) -> tuple[int, int]:
 
 
 def run(devices: int, seconds: int, bad_every: int, synth_dir: Path) -> Figures:
-    from moto import mock_aws
-
     pipeline, _ = load_pipeline(SPEC, synth_dir)
     fig = Figures(devices, seconds)
     step = interval_seconds(SPEC.interval)
     offset = timedelta(seconds=int(pipeline.env_of("detector")["SCHEDULE_OFFSET_SECONDS"]))
     sink = io.StringIO()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(offline_environment(pipeline.region))
-        stack.enter_context(mock_aws())
-        fresh_lambda_modules()
         stack.enter_context(contextlib.redirect_stdout(sink))  # the Lambdas' logs and EMF metrics: not shown
-        pipeline.start()
+        stack.enter_context(offline(pipeline))  # fake credentials, moto, cold handlers; starts the pipeline
         next_tick = START + timedelta(seconds=step) + offset
         t0 = time.perf_counter()
         for at, thing, payload, bad in messages(devices, seconds, bad_every, seed=11):

@@ -26,8 +26,8 @@ from infra.common import (
     SentinelFunction,
     acknowledge,
     alerting_environment,
-    any_occurrence_alarm,
     encrypted_queue,
+    failure_alarms,
     logical_id,
 )
 from infra.config import SentinelConfig
@@ -97,19 +97,13 @@ class BacktestJob(Construct):
         )
         self._acknowledge_notification_handler()
 
-        self.errors_alarm = any_occurrence_alarm(
+        self.errors_alarm, self.dlq_alarm = failure_alarms(
             self,
-            "ErrorsAlarm",
-            fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            "The backtest job failed on an upload (retried, then its S3 event goes to the DLQ)",
-            "backtest-errors-alarm",
-        )
-        self.dlq_alarm = any_occurrence_alarm(
-            self,
-            "DeadLettersAlarm",
-            self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            "An upload's S3 event ended in the backtest DLQ after its retries: it was not processed",
-            "backtest-dlq-alarm",
+            fn.function,
+            self.dlq,
+            marker="backtest",
+            failed="The backtest job failed on an upload (retried, then its S3 event goes to the DLQ)",
+            dead_lettered="An upload's S3 event ended in the backtest DLQ after its retries: it was not processed",
         )
 
     def _acknowledge_notification_handler(self) -> None:

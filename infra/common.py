@@ -245,6 +245,25 @@ def any_occurrence_alarm(scope: Construct, id_: str, metric: cw.IMetric, descrip
     return alarm
 
 
+def failure_alarms(
+    scope: Construct, fn: lambda_.IFunction, dlq: sqs.IQueue, *, marker: str, failed: str, dead_lettered: str
+) -> tuple[cw.Alarm, cw.Alarm]:
+    """An asynchronously invoked function's two alarms: it failed once (``<marker>-errors-alarm``), and an event
+    ended in its dead-letter queue after the retries (``<marker>-dlq-alarm``)."""
+    period = Duration.minutes(5)
+    errors = any_occurrence_alarm(
+        scope, "ErrorsAlarm", fn.metric_errors(period=period, statistic="Sum"), failed, f"{marker}-errors-alarm"
+    )
+    dead = any_occurrence_alarm(
+        scope,
+        "DeadLettersAlarm",
+        dlq.metric_approximate_number_of_messages_visible(period=period),
+        dead_lettered,
+        f"{marker}-dlq-alarm",
+    )
+    return errors, dead
+
+
 def alerting_environment(config: SentinelConfig, bucket_name: str, topic_arn: str, table_name: str) -> dict[str, str]:
     """Environment of a function that reads the lake, stores anomaly groups and publishes alerts."""
     env = {

@@ -14,8 +14,8 @@ from infra.common import (
     SentinelFunction,
     acknowledge,
     alerting_environment,
-    any_occurrence_alarm,
     encrypted_queue,
+    failure_alarms,
     logical_id,
     mark,
 )
@@ -116,17 +116,11 @@ class BuiltinDetector(Construct):
         )
         # Async invocations (schedule -> Lambda): two retries, then the DLQ above.
         fn.function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
-        self.errors_alarm = any_occurrence_alarm(
+        self.errors_alarm, self.dlq_alarm = failure_alarms(
             self,
-            "ErrorsAlarm",
-            fn.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            "The detector Lambda failed: an interval may not have been scored",
-            "detector-errors-alarm",
-        )
-        self.dlq_alarm = any_occurrence_alarm(
-            self,
-            "DeadLettersAlarm",
-            self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            "A detector run ended in the dead-letter queue after its retries",
-            "detector-dlq-alarm",
+            fn.function,
+            self.dlq,
+            marker="detector",
+            failed="The detector Lambda failed: an interval may not have been scored",
+            dead_lettered="A detector run ended in the dead-letter queue after its retries",
         )

@@ -118,16 +118,6 @@ class LocalPipeline:
             raise TemplateError(f"{outdir} holds several stacks ({names}); pass stack=")
         return cls(templates[0])
 
-    @classmethod
-    def synth(cls, context: Mapping[str, Any], outdir: str | Path, stack: str | None = None) -> LocalPipeline:
-        """Synthesize the CDK app with ``context`` into ``outdir`` (real CDK synth: ``infra.app.build_app``) and
-        load it."""
-        import importlib
-
-        build_app = importlib.import_module("infra.app").build_app  # imports aws_cdk: only when synthesizing
-        build_app(dict(context), str(outdir))
-        return cls.from_assembly(outdir, stack)
-
     def __enter__(self) -> LocalPipeline:
         from moto import mock_aws
 

@@ -13,7 +13,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,17 +117,24 @@ def _iot_client(region: str | None) -> tuple[IoTClient, str, str]:
             "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or run 'aws configure' "
             "(or point AWS_ENDPOINT_URL at a local moto server with any test credentials)"
         )
-    try:
+    with aws_errors("the AWS credentials were refused", name):
         account = session.client("sts").get_caller_identity()["Account"]
+    return session.client("iot"), name, account
+
+
+@contextlib.contextmanager
+def aws_errors(refused: str, region: str | None = None) -> Iterator[None]:
+    """botocore's failures inside the block as one-line :class:`ProvisionError` messages."""
+    try:
+        yield
     except botocore.exceptions.NoCredentialsError:
         raise ProvisionError(
             "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
         ) from None
     except botocore.exceptions.ClientError as exc:
-        raise ProvisionError(f"the AWS credentials were refused: {_err(exc)}") from None
+        raise ProvisionError(f"{refused}: {_err(exc)}") from None
     except botocore.exceptions.EndpointConnectionError as exc:
-        raise ProvisionError(f"cannot reach AWS in region {name}: {exc}") from None
-    return session.client("iot"), name, account
+        raise ProvisionError(f"cannot reach AWS in region {region}: {exc}") from None
 
 
 def _err(exc: botocore.exceptions.ClientError) -> str:
@@ -244,7 +251,7 @@ def provision(
         raise ProvisionError(f"--rotate needs an existing provisioning in {certs_dir} (no {CONFIG_FILE} there)")
     actions: list[str] = []
     created: list[str] = list(previous.created) if previous else []
-    try:
+    with aws_errors("AWS IoT refused a request", region_name):
         if not _exists(lambda: iot.describe_thing(thingName=thing)):
             iot.create_thing(thingName=thing, attributePayload={"attributes": {"preset": spec.preset}})
             actions.append(f"created thing {thing}")
@@ -296,12 +303,6 @@ def provision(
                 iot.attach_thing_principal(thingName=thing, principal=cert_arn)
                 actions.append(f"re-attached the certificate to {thing}")
         endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-    except botocore.exceptions.NoCredentialsError:
-        raise ProvisionError(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-        ) from None
-    except botocore.exceptions.ClientError as exc:
-        raise ProvisionError(f"AWS IoT refused a request: {_err(exc)}") from None
 
     ca_file = previous.ca_file if previous else None
     if download_ca:
@@ -333,9 +334,9 @@ def deprovision(thing: str, certs_dir: Path, region: str | None = None) -> list[
     config = DeviceConfig.load(certs_dir)
     if config.thing != thing:
         raise ProvisionError(f"{certs_dir} holds the credentials of thing {config.thing!r}, not {thing!r}")
-    iot, _, _ = _iot_client(region or config.region)
+    iot, iot_region, _ = _iot_client(region or config.region)
     actions: list[str] = []
-    try:
+    with aws_errors("AWS IoT refused a request", iot_region):
         _remove_certificate(iot, config.certificate_id, config.certificate_arn, thing, config.policy_name)
         actions.append(f"detached, deactivated and deleted certificate {config.certificate_id[:12]}…")
         if "policy" in config.created and _exists(lambda: iot.get_policy(policyName=config.policy_name)):
@@ -355,12 +356,6 @@ def deprovision(thing: str, certs_dir: Path, region: str | None = None) -> list[
             else:
                 iot.delete_thing(thingName=thing)
                 actions.append(f"deleted thing {thing}")
-    except botocore.exceptions.NoCredentialsError:
-        raise ProvisionError(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-        ) from None
-    except botocore.exceptions.ClientError as exc:
-        raise ProvisionError(f"AWS IoT refused a request: {_err(exc)}") from None
     for name in (config.cert_file, config.key_file, config.ca_file, CONFIG_FILE):
         if name and (certs_dir / name).exists():
             (certs_dir / name).unlink()

@@ -22,14 +22,15 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sentinel_core.intervals import to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import interval_seconds
 from sentinel_core.spec import SpecError
 
+from simulator.commands.options import parse_start
+from simulator.demo.result import PRESET_DEFAULTS, format_delay  # light: the options and result model only
 from simulator.errors import OperationError, UsageError
 
 if TYPE_CHECKING:  # the demo machinery loads moto, matplotlib and the CDK app: imported when the demo runs
-    from simulator.demo_run import DemoResult, ReceivedAlert
+    from simulator.demo import DemoResult, ReceivedAlert
 
 
 class RichObserver:
@@ -118,59 +119,63 @@ def summary_table(result: DemoResult) -> Table:
     table.add_column("Count", justify="right")
     table.add_column("Check")
     total = c.s3_data_lines + c.s3_error_lines + c.rule_errors + c.dropped
+    failed = c.s3_error_lines + c.rule_errors
+    table.add_row(result.source, f"{c.published:,}", f"{c.published_malformed} malformed on purpose")
     table.add_row(
-        "device messages published (MQTT)", f"{c.published:,}", f"{c.published_malformed} malformed on purpose"
-    )
-    table.add_row("records delivered to S3 (live folders)", f"{c.s3_data_lines:,}", "one folder per 5-minute interval")
-    table.add_row(
-        "records failed (error prefix / rule errors)",
-        f"{c.s3_error_lines + c.rule_errors:,}",
-        "[green]the malformed ones[/]"
-        if c.s3_error_lines + c.rule_errors == c.published_malformed
-        else "[red]not the malformed count[/]",
+        "records delivered (the data the pipeline wrote)", f"{c.s3_data_lines:,}", f"interval {result.spec.interval}"
     )
     table.add_row(
-        "records lost between publish and S3",
+        "records failed (error output, with the reason)",
+        f"{failed:,}",
+        "[green]the malformed ones[/]" if failed == c.published_malformed else "[red]not the malformed count[/]",
+    )
+    table.add_row(
+        "records lost between the source and S3",
         f"{c.lost:,}",
         "[green]none[/]" if c.lost == 0 and total == c.published else "[red]LOST RECORDS[/]",
     )
-    table.add_row("detector runs (scheduled)", f"{c.detector_runs:,}", f"{c.intervals_scored:,} intervals scored")
+    table.add_row("detector runs", f"{c.detector_runs:,}", f"{c.intervals_scored:,} intervals scored")
     table.add_row("series scores", f"{c.series_scored:,}", f"{c.late_records} late records")
     table.add_row("alerts sent (SNS)", f"{c.alerts:,}", f"{result.false_alerts} outside the injected windows")
     table.add_row("commands sent back to devices", f"{c.commands:,}", "by the automation Lambda")
-    found = [d for d in result.detections if d.detected_at is not None]
-    table.add_row("injected anomalies detected", f"{len(found)} / {len(result.detections)}", "")
+    table.add_row("injected anomalies detected", f"{result.found} / {len(result.detections)}", "")
     return table
 
 
 def detections_table(result: DemoResult) -> Table:
+    daily = interval_seconds(result.spec.interval) >= 86400
+    when, until = ("%Y-%m-%d", "%m-%d") if daily else ("%m-%d %H:%M", "%H:%M")
     table = Table(title="Injected vs detected", header_style="bold")
     for col in ("Series", "Injected", "Window (UTC)", "Detected", "Time to detect", "Severity"):
         table.add_column(col, justify="right" if col in ("Time to detect", "Severity") else "left")
     for d in result.detections:
-        window = f"{d.start:%m-%d %H:%M} → {d.end:%H:%M}"
-        if d.detected_at is None:
+        window = f"{d.start:{when}} → {d.end:{until}}"
+        if d.detected_at is None or d.minutes_to_detect is None:
             table.add_row(d.series, f"{d.kind} {d.magnitude:+.0%}", window, "[red]missed[/]", "–", "–")
         else:
             table.add_row(
                 d.series,
                 f"{d.kind} {d.magnitude:+.0%}",
                 window,
-                f"[green]yes[/] {d.detected_at:%H:%M}",
-                f"{d.minutes_to_detect:.0f} min",
+                f"[green]yes[/] {d.detected_at:{until}}",
+                format_delay(d.minutes_to_detect, daily),
                 f"{d.severity:.0f}" if d.severity is not None else "–",
             )
     return table
 
 
 def errors_table(result: DemoResult) -> Table:
-    table = Table(title="Rejected records (kept in the error prefix, with the reason)", header_style="bold")
+    table = Table(title="Rejected records (kept in the error output, with the reason)", header_style="bold")
     table.add_column("Reason")
-    table.add_column("Payload the device sent")
+    table.add_column("Record as the source sent it")
     table.add_column("Where it is")
     for e in result.errors:
         table.add_row(e.reason, e.payload, e.key)
     return table
+
+
+def _defaults(field: str) -> str:
+    return ", ".join(f"{p} {getattr(d, field)}" for p, d in PRESET_DEFAULTS.items())
 
 
 def demo(
@@ -179,57 +184,71 @@ def demo(
         typer.Option(
             help="air-quality (IoT devices), loyalty (CSV upload -> backtest) or ecommerce (Kinesis page views)."
         ),
-    ] = ("air-quality"),
-    days: Annotated[float, typer.Option(min=0.1, help="Days of history that warm the detector up.")] = 7.0,
+    ] = "air-quality",
+    days: Annotated[
+        float | None,
+        typer.Option(min=0.1, help=f"Days of history (loyalty: of the uploaded file). Default: {_defaults('days')}."),
+    ] = None,
     hours: Annotated[
-        float, typer.Option(min=0.25, help="Hours of live data streamed (--hours 24: a full day, about 1.5 minutes).")
-    ] = 6.0,
-    locations: Annotated[int, typer.Option(min=1, max=200, help="Number of sensor locations.")] = 5,
+        float | None,
+        typer.Option(
+            min=0.25,
+            help="Hours of live data streamed (--hours 24: a full day, about 1.5 minutes); loyalty: hours after "
+            f"--start the file is uploaded. Default: {_defaults('hours')}.",
+        ),
+    ] = None,
+    locations: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=200,
+            help="Sensor locations (loyalty: stores; ecommerce: page type x platform x marketplace combinations). "
+            f"Default: {_defaults('locations')}.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data, alerts and report.")] = 7,
     anomalies: Annotated[
-        int, typer.Option(min=0, max=50, help="Anomaly events injected into the live data (spike, shift, drift...).")
-    ] = 4,
-    out: Annotated[Path, typer.Option(help="Output directory (report.html, alerts, data, logs, cdk.out).")] = Path(
-        "out/demo"
-    ),
+        int | None,
+        typer.Option(
+            min=0,
+            max=50,
+            help="Anomaly events injected (ecommerce: checkout outages). Default: air-quality 4, ecommerce 1, "
+            "loyalty one per 20 days of the backtest's report window (at least 3).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output directory (report.html, alerts.jsonl, data, logs, cdk.out).")
+    ] = Path("out/demo"),
     start: Annotated[
         str | None,
-        typer.Option(help="Start of the live window, UTC (default: the demo's fixed date, so every run is the same)."),
+        typer.Option(
+            help="Start of the live part, UTC (loyalty: the day the file ends). Default: "
+            + ", ".join(f"{p} {d.start:%Y-%m-%d %H:%M}" for p, d in PRESET_DEFAULTS.items())
+            + "."
+        ),
     ] = None,
     emails: Annotated[bool, typer.Option(help="Print each alert's e-mail text, not only the SMS.")] = True,
 ) -> None:
-    """Run the whole pipeline offline (moto): devices -> IoT rule -> Firehose -> S3 -> detector -> SNS -> device.
+    """Run the whole pipeline offline (moto), as the preset's sources would feed it, and write OUT/report.html.
 
-    Synthesizes the CDK stack, creates its resources in moto, uploads a generated history, streams live data with
-    injected anomalies and a few malformed messages in fast simulated time, prints every alert as its recipients
-    receive it and writes OUT/report.html (plots of the affected series, alerts, the S3 layout).
+    air-quality: devices -> IoT rule -> Firehose -> S3 -> detector -> SNS -> device; ecommerce: page views ->
+    Kinesis -> Firehose -> S3 -> detector -> SNS; loyalty: CSV upload -> S3 notification -> backtest job -> SNS.
+    Synthesizes the CDK stack, creates its resources in moto, feeds generated data with injected anomalies and a
+    few malformed records in fast simulated time, prints every alert as its recipients receive it and writes
+    OUT/report.html (plots of the affected series, alerts, the S3 layout) and OUT/alerts.jsonl. Exits 1 when the
+    pipeline itself failed (records lost, the upload rejected), 2 when the demo cannot run.
     """
-    from simulator.demo_run import DEFAULT_START, DemoError, DemoOptions, run_demo
+    from simulator.demo import DemoError, DemoOptions, run_demo
 
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
-    if preset in ("loyalty", "ecommerce"):  # S3-upload / Kinesis presets: same machinery, their own feeding
-        from simulator.demo_presets import run_preset_demo
-
-        raise typer.Exit(run_preset_demo(console, preset, out, seed))
-    live_start = DEFAULT_START
-    if start is not None:
-        try:
-            live_start = to_utc(parse_timestamp(start))
-        except ValueError as exc:
-            raise UsageError(f"--start: {exc}") from None
-    options = DemoOptions(
-        preset=preset,
-        days=days,
-        hours=hours,
-        locations=locations,
-        seed=seed,
-        anomalies=anomalies,
-        out=out,
-        start=live_start,
-    )
-    console.rule(f"[bold]Metric Sentinel offline demo[/] · preset {preset} · seed {seed}")
+    live_start = parse_start(start)
     t0 = time.monotonic()
     try:
+        options = DemoOptions.for_preset(
+            preset, days=days, hours=hours, locations=locations, anomalies=anomalies, start=live_start, seed=seed,
+            out=out,
+        )  # fmt: skip
+        console.rule(f"[bold]Metric Sentinel offline demo[/] · preset {preset} · seed {seed}")
         with RichObserver(console, show_email=emails) as observer:
             result = run_demo(options, observer)
     except (DemoError, SpecError) as exc:
@@ -241,10 +260,14 @@ def demo(
     console.print(summary_table(result))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(
-        f"\nReport: [bold]{result.report_path}[/] ({len(result.panels)} plots) · alerts: {out / 'alerts.jsonl'} · "
-        f"Lambda logs: {out / 'lambda-logs.jsonl'} · took {time.monotonic() - t0:.0f} s for "
-        f"{options.days:g} d of history + {options.hours:g} h of live data in simulated time"
+    fed = (
+        f"{options.days:g} d of daily points uploaded {options.hours:g} h after the last day"
+        if preset == "loyalty"
+        else f"{options.days:g} d of history + {options.hours:g} h of live data"
     )
-    if result.counts.lost:
-        raise OperationError(f"{result.counts.lost:,} records lost between publish and S3")
+    console.print(
+        f"\nReport: [bold]{result.report_path}[/] ({len(result.panels)} plots) · alerts: {result.alerts_path} · "
+        f"Lambda logs: {result.log_path} · took {time.monotonic() - t0:.0f} s for {fed} in simulated time"
+    )
+    if result.failures:
+        raise OperationError("the pipeline failed: " + "; ".join(result.failures))

@@ -18,6 +18,7 @@ from rich.table import Table
 from sentinel_core import store
 from sentinel_core.alerts import fmt_number
 
+from simulator.commands.options import Region
 from simulator.errors import NotFoundError, UsageError, aws_error_code
 
 if TYPE_CHECKING:
@@ -130,13 +131,7 @@ def feedback(
     stack_outputs: Annotated[
         Path | None, typer.Option(help="JSON from `cdk deploy --outputs-file` naming the table and detector.")
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
-        ),
-    ] = None,
+    region: Region = None,
 ) -> None:
     """Mark a series of an anomaly group as --not-anomaly (learned as normal) or --anomaly; or --list groups."""
     import boto3  # here, not at module level: boto3 alone takes longer to import than `sentinel --help` may

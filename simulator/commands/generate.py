@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sentinel_core.intervals import DETECTOR_INTERVALS, to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import DETECTOR_INTERVALS
 from sentinel_core.spec import SpecError, get_preset
 
+from simulator.commands.options import parse_start
 from simulator.datagen import ANOMALY_KINDS, generate_dataset
 from simulator.errors import OperationError, UsageError
 from simulator.uploads import generate_upload, print_upload_summary
 
 console = Console(stderr=True)
-
-
-def parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return to_utc(parse_timestamp(text))
-    except ValueError as exc:
-        raise UsageError(f"--start: {exc}") from None
 
 
 def generate(

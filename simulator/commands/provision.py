@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from sentinel_core.spec import SpecError, get_preset
 
+from simulator.commands.options import Region
 from simulator.errors import OperationError, UsageError
 
 console = Console(stderr=True)
@@ -18,13 +19,7 @@ def provision_command(
     thing: Annotated[str, typer.Option(help="Thing name; also the MQTT client id.")],
     certs_dir: Annotated[Path, typer.Option(help="Directory for the certificate, key and config.json (mode 0600).")],
     preset: Annotated[str, typer.Option(help="IoT preset whose topics the device uses.")] = "air-quality",
-    region: Annotated[
-        str | None,
-        typer.Option(
-            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
-        ),
-    ] = None,
+    region: Region = None,
     force: Annotated[
         bool, typer.Option(help="Add a certificate even if the thing already has certificates this tool did not make.")
     ] = False,

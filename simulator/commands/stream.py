@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sentinel_core.intervals import floor_to_interval, interval_seconds, to_utc
-from sentinel_core.records import parse_timestamp
+from sentinel_core.intervals import floor_to_interval, interval_seconds
 from sentinel_core.spec import SpecError, get_preset
 
+from simulator.commands.options import Region, parse_start
 from simulator.datagen import resolve_entities, write_labels
 from simulator.errors import OperationError, UsageError, as_cli_error
 from simulator.streaming import (
@@ -31,12 +31,10 @@ console = Console(stderr=True)
 
 
 def _start(text: str | None, minutes: float, step: int) -> datetime:
-    if text is None:  # the window ends now: every event is in the past when it arrives (future-clock check)
+    start = parse_start(text)
+    if start is None:  # the window ends now: every event is in the past when it arrives (future-clock check)
         return floor_to_interval(datetime.now(UTC), step) - timedelta(minutes=minutes)
-    try:
-        return to_utc(parse_timestamp(text))
-    except ValueError as exc:
-        raise UsageError(f"--start: {exc}") from None
+    return start
 
 
 def stream(
@@ -65,13 +63,7 @@ def stream(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per record before giving up.")] = 6,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Generate and count, send nothing.")] = False,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-            help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then your AWS profile).",
-        ),
-    ] = None,
+    region: Region = None,
 ) -> None:
     """Send e-commerce page views (daily seasonality, funnel, markets) to a Kinesis data stream with PutRecords.
 

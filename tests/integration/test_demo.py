@@ -15,7 +15,7 @@ import pytest
 from sentinel_core.model import SeriesKey
 from typer.testing import CliRunner
 
-from simulator.demo_run import DemoOptions, DemoResult, run_demo
+from simulator.demo import DemoOptions, DemoResult, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def result(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     out = tmp_path_factory.mktemp("demo")
     # The synthesized assembly is kept in pytest's cache and reused while the context and every source file of
     # infra/ and lambdas/ hash the same (the demo's own stamp check), so only the first run pays for the synth.
-    synth_dir = Path(str(request.config.cache.mkdir("demo-cdk-out"))) if request.config.cache else None
+    synth_dir = Path(str(request.config.cache.mkdir("demo-cdk-out-air-quality"))) if request.config.cache else None
     return run_demo(DemoOptions(days=2, hours=3, locations=3, seed=11, anomalies=2, out=out, synth_dir=synth_dir))
 
 
@@ -101,6 +101,7 @@ def test_outputs_are_written(result: DemoResult) -> None:
     assert json.loads(lines[0])["lookout"]["alertEventId"]
     assert (out / "data" / "historical_data.json").stat().st_size > 0
     assert (out / "lambda-logs.jsonl").stat().st_size > 0
+    assert result.failures == [] and result.source == "device messages published (MQTT)"
 
 
 def test_cli_help_lists_the_flags() -> None:

@@ -9,15 +9,12 @@ from typing import Any
 import pytest
 from sentinel_core.spec import get_preset
 
-from simulator import datagen, report
-from simulator.demo_run import (
-    DemoError,
-    ReceivedAlert,
-    malformed_payloads,
-    match_detections,
-    parse_alert,
-    plan_live_anomalies,
-)
+from simulator import datagen
+from simulator.demo import PRESET_DEFAULTS, DemoError, DemoOptions, ReceivedAlert, report
+from simulator.demo.air_quality import malformed_payloads, plan_live_anomalies
+from simulator.demo.ecommerce import plan_outages
+from simulator.demo.readback import parse_alert
+from simulator.demo.scoring import match_detections
 
 SPEC = get_preset("air-quality")
 T0 = datetime(2026, 3, 16, tzinfo=UTC)
@@ -126,3 +123,43 @@ def test_detections_match_alerts_to_injected_windows() -> None:
     assert rows[1].detected_at is None
     assert false_alerts == 1
     assert alerts[0].sms == "short" and alerts[0].email == "long" and alerts[0].where == "B-101"
+
+
+def test_a_backtest_summary_is_not_a_false_alert() -> None:
+    import json
+
+    summary = {"type": "backtestSummary", "input": "s3://b/loyalty/uploads/x.csv", "reportStart": T0.isoformat(),
+               "anomalyGroups": [{"anomalyScore": 97.5}]}  # fmt: skip
+    message = json.dumps({"default": json.dumps(summary), "sms": "short", "email": "long"})
+    alert = parse_alert(message, "subj", T0, [])
+    assert alert.is_summary and alert.severity == 97.5 and alert.series == [] and alert.interval == T0
+    assert match_detections([], [alert], 86400) == ([], 0)
+
+
+def test_every_preset_resolves_its_own_defaults_and_keeps_given_flags() -> None:
+    assert DemoOptions.for_preset("air-quality") == DemoOptions()
+    loyalty = DemoOptions.for_preset("loyalty")
+    assert (loyalty.days, loyalty.locations, loyalty.anomalies) == (365.0, 20, None)
+    ecommerce = DemoOptions.for_preset("ecommerce", days=3, locations=4)
+    assert (ecommerce.days, ecommerce.hours, ecommerce.locations) == (3, PRESET_DEFAULTS["ecommerce"].hours, 4)
+    assert all(d.why for d in PRESET_DEFAULTS.values())
+    with pytest.raises(DemoError, match="choose one of"):
+        DemoOptions.for_preset("nope")
+
+
+def test_checkout_outages_spread_over_the_window_or_say_they_do_not_fit() -> None:
+    spec = get_preset("ecommerce")
+    ents = datagen.resolve_entities(spec, 9)
+    one = plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 1)
+    assert len({lb.start for lb in one}) == 1 and {lb.kind for lb in one} == {"shift"}
+    two = plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 2)
+    assert len({lb.start for lb in two}) == 2 and all(lb.end < T0 + timedelta(hours=4) for lb in two)
+    assert plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 0) == []
+    with pytest.raises(DemoError, match="--anomalies"):
+        plan_outages(spec, ents, T0, T0 + timedelta(hours=1), 2)
+
+
+def test_delays_read_in_the_unit_of_the_data() -> None:
+    assert report.format_delay(12) == "12 min"
+    assert report.format_delay(5 * 60) == "5 h"
+    assert report.format_delay(3 * 24 * 60) == "3 d"

@@ -1,4 +1,4 @@
-"""The demo's HTML report: one self-contained file (inline PNG plots, inline CSS) that opens offline.
+"""The demo's HTML report (every preset's): one self-contained file (inline PNG plots, inline CSS) that opens offline.
 
 The report is built from plain data (:class:`ReportData`) so it can be rendered and tested without running the
 pipeline. Plots use matplotlib's Agg backend (no display needed); PNGs are written without a timestamp, so the same
@@ -23,6 +23,8 @@ matplotlib.use("Agg")  # no display: set before pyplot is imported
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.colors import Normalize
+
+from simulator.demo.result import format_delay
 
 SEVERITY_CMAP = "YlOrRd"
 _num = cast(Callable[[datetime], float], mdates.date2num)  # matplotlib's date2num is untyped
@@ -122,7 +124,8 @@ class PrefixCount:
 
 @dataclass(frozen=True)
 class ErrorEntry:
-    """A record Firehose wrote to the error prefix, with the reason it was rejected."""
+    """A rejected record (Firehose's error prefix, an IoT rule error, a backtest's per-row error report) with the
+    reason."""
 
     key: str
     reason: str
@@ -143,6 +146,7 @@ class ReportData:
     errors: list[ErrorEntry]
     flow: list[str] = field(default_factory=list)  # the path the data took, one step per line
     notes: list[str] = field(default_factory=list)
+    daily: bool = False  # daily data: times to detect in days, windows as dates
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -377,7 +381,7 @@ def _fmt_ts(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%d %H:%M")
 
 
-def _detections_html(rows: Sequence[DetectionRow]) -> str:
+def _detections_html(rows: Sequence[DetectionRow], daily: bool = False) -> str:
     if not rows:
         return "<p>No anomaly was injected in this run.</p>"
     out = [
@@ -389,7 +393,7 @@ def _detections_html(rows: Sequence[DetectionRow]) -> str:
             found, delay, sev = '<span class="miss">missed</span>', "–", "–"
         else:
             found = f'<span class="ok">yes</span>, alert at {_e(_fmt_ts(r.detected_at))}'
-            delay = f"{r.minutes_to_detect:.0f} min"
+            delay = format_delay(r.minutes_to_detect, daily) if r.minutes_to_detect is not None else "–"
             sev = f"{r.severity:.0f}" if r.severity is not None else "–"
         out.append(
             f"<tr><td>{_e(r.series)}</td><td>{_e(r.kind)} {r.magnitude:+.0%}</td>"
@@ -422,7 +426,7 @@ def _alerts_html(alerts: Sequence[AlertEntry]) -> str:
 def _errors_html(errors: Sequence[ErrorEntry]) -> str:
     if not errors:
         return "<p>No record was rejected.</p>"
-    out = ["<table><tr><th>Reason</th><th>Payload the device sent</th><th>Object in the error prefix</th></tr>"]
+    out = ["<table><tr><th>Reason</th><th>Record as the source sent it</th><th>Where it is kept</th></tr>"]
     for err in errors:
         out.append(
             f"<tr><td>{_e(err.reason)}</td><td><code>{_e(err.payload)}</code></td><td><code>{_e(err.key)}</code></td></tr>"
@@ -469,17 +473,18 @@ def render_html(data: ReportData) -> str:
 <p class="sub">{params}</p>
 <div class="cards">{cards}</div>
 <h2>Injected anomalies vs detected</h2>
-{_detections_html(data.detections)}
+{_detections_html(data.detections, data.daily)}
 <h2>Affected series</h2>
 <p class="sub">One plot per series with an injected or detected anomaly. Top: the interval values and the band the
 detector expected (learned from the history and the live data before each point). Bottom: the severity (0-100) of
 every interval; an alert is sent at or above the threshold. The grey part on the left is the end of the uploaded history
-(the detector learned from it; no alerts there), the rest is the live stream.</p>
+(the detector learned from it; no alerts there), the rest is the live part (streamed, or the share of an upload the
+backtest reports on).</p>
 {legend}
 {panels}
 <h2>Alerts as recipients received them</h2>
 {_alerts_html(data.alerts)}
-<h2>Rejected records (error prefix)</h2>
+<h2>Rejected records (error output)</h2>
 {_errors_html(data.errors)}
 <h2>What the pipeline wrote to S3</h2>
 <pre>{_e(render_tree(data.bucket, data.s3_tree))}</pre>
@@ -488,6 +493,10 @@ every interval; an alert is sent at or above the threshold. The grey part on the
 {f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
 </main></body></html>
 """
+
+
+def title(preset: str) -> str:
+    return f"Metric Sentinel — offline demo ({preset})"
 
 
 def write_report(data: ReportData, path: Path) -> Path:
