@@ -53,8 +53,11 @@ class StateFileError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------
 # One series (the detector's per-series list <-> packed bytes)
 # ----------------------------------------------------------------------------------------------------------------
-def _floats(values: Iterable[Any]) -> bytes:
-    arr = array("d", (math.nan if v is None else float(v) for v in values))
+def _floats(values: list[Any]) -> bytes:
+    try:
+        arr = array("d", values)  # the common case, in C: no None (a filled profile), floats or ints
+    except TypeError:
+        arr = array("d", (math.nan if v is None else float(v) for v in values))
     return _U16.pack(len(arr)) + arr.tobytes()
 
 

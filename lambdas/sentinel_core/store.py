@@ -26,6 +26,7 @@ import base64
 import gzip
 import io
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -252,9 +253,13 @@ def save_state(
     """Write the compact state file (one PUT: readers see the old or the new state, never half); returns its size.
 
     ``header``: the run state without the series; ``records``: (series id, packed series) in id order."""
-    body = state_file.to_bytes(dict(header), records)
-    s3.put_object(Bucket=bucket, Key=state_key(spec), Body=body, ContentType="application/octet-stream")
-    return len(body)
+    # Written to a temporary file (Lambda's /tmp), not memory: the compressed state is never held beside the model.
+    with tempfile.TemporaryFile() as fh:
+        state_file.write(fh, dict(header), records)
+        size = fh.tell()
+        fh.seek(0)
+        s3.put_object(Bucket=bucket, Key=state_key(spec), Body=fh, ContentType="application/octet-stream")
+    return size
 
 
 # ----------------------------------------------------------------------------------------------------------------
