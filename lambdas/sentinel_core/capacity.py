@@ -9,15 +9,16 @@ from __future__ import annotations
 # The detector function's memory (MB) at the default caps; more series get more (``detector_memory_mb``).
 DETECTOR_MEMORY_MB = 1024
 MAX_LAMBDA_MEMORY_MB = 10_240  # Lambda's maximum
-# A whole run's peak: a base plus a share per series held (issue 16's measurement with the JSON state), and a
-# quarter of headroom for the interval's records and the allocator.
+# A whole run's peak: a base plus a share per series held, and a quarter of headroom for the interval's records and
+# the allocator. 16 KB per series: benchmarks/detector_scale.py measured 14.0 KB per series for a whole 50,000-series
+# run with the compact state file (an upper bound: moto keeps the S3 bodies in the same process); the JSON state of
+# earlier releases took ~44 KB (issue 16).
 RUN_BASE_MB = 73
-RUN_KB_PER_SERIES = 44
+RUN_KB_PER_SERIES = 16
 HEADROOM = 1.25
-# Series the model may hold. A run peaks at ~73 MB + ~44 KB per series with the JSON state (issue 16's measurement
-# of the whole run), so 15,000 series stay near 740 MB of the function's 1,024 MB, with room for the interval's
-# records. Context key ``detector_max_series`` (infra/config.py) changes it per stack.
-DEFAULT_MAX_SERIES = 15_000
+# Series the model may hold: 40,000 need (73 MB + 40,000 x 16 KB) x 1.25 = 872 MB, inside the default 1,024 MB
+# function. Context key ``detector_max_series`` (infra/config.py) changes it per stack (and the memory with it).
+DEFAULT_MAX_SERIES = 40_000
 # Series started per interval: a real fleet grows by a few devices at a time (a rollout of 5,000 is admitted within
 # ten PT5M intervals), while a flood of invented ids takes at most this many places per interval, each refused one
 # counted (metric SeriesRefused) and alarmed at the first interval it happens. Context key
