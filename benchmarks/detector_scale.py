@@ -5,9 +5,10 @@ Run: ``.venv/bin/python benchmarks/detector_scale.py [--sizes 5000,50000,200000]
 
 Each size runs in a fresh subprocess (so its memory figures are its own), in two steps:
 
-1. *setup* (not measured): a steady-state model (one air-quality series trained for ~2.5 days, so its seasonal
-   profile, calibration and histograms are filled, cloned to N series with per-series factors and jitter so the
-   state does not compress unrealistically) is written as the compact state file, and the next PT5M interval's
+1. *setup* (not measured): a steady-state model (64 air-quality series of different levels trained for ~2.5
+   days, so their seasonal profiles, calibration and histograms are filled, cloned to N series; neighbouring
+   records come from different prototypes, so the state does not compress unrealistically) is written as the
+   compact state file, and the next PT5M interval's
    data as five Firehose-like gzip JSON-lines objects (every location reports once a minute; 3 measures per
    location, so N / 3 locations);
 2. *run* (measured): moto's S3 / DynamoDB / SNS in process, the files uploaded, then ``detector.runner.run`` once.
@@ -61,6 +62,7 @@ BUCKET = "bench-data"
 STEP = 300
 CLOSED = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # the interval scored (the state ends one interval before)
 TRAIN_INTERVALS = 720  # 2.5 days of PT5M: the seasonal profile is filled and in use
+PROTOTYPES = 64  # distinct trained series the state is cloned from (different levels and noise)
 MEASURES = ("CO", "SO2", "NO2")
 
 
@@ -82,31 +84,26 @@ def setup(n_series: int, out: Path, seed: int = 7) -> dict[str, Any]:
 
     rng = random.Random(seed)
     proto = Detector(STEP)
-    key = SeriesKey("CO", (("LOCATION_ID", "proto"),))
+    keys = [SeriesKey("CO", (("LOCATION_ID", f"proto-{i}"),)) for i in range(PROTOTYPES)]
+    scale = [0.5 + rng.random() for _ in keys]
     start = CLOSED - timedelta(seconds=STEP * TRAIN_INTERVALS)
     for t in range(TRAIN_INTERVALS):
         at = start + timedelta(seconds=STEP * t)
         hour = at.hour + at.minute / 60
-        proto.score(at, {key: 10 + 2 * math.sin(2 * math.pi * hour / 24) + rng.gauss(0, 0.2)})
-    ((_, template),) = proto.series_state()
+        base = 10 + 2 * math.sin(2 * math.pi * hour / 24)
+        proto.score(at, {k: f * base + rng.gauss(0, 0.2) for k, f in zip(keys, scale, strict=True)})
+    templates = [proto.series_bytes(k.id) for k in keys]
     locations = [f"L-{i:07d}" for i in range(-(-n_series // len(MEASURES)))]
     header = State(proto).header()
-    factors: dict[str, float] = {}
+    factors = {loc: scale[i % PROTOTYPES] for i, loc in enumerate(locations)}
 
     def records() -> Any:
-        ids = []
-        for loc in locations:
-            for m in MEASURES:
-                ids.append((SeriesKey(m, (("LOCATION_ID", loc),)).id, loc))
-        ids.sort()
-        for sid, loc in ids[:n_series]:
-            f = factors.setdefault(loc, 0.5 + rng.random())
-            data = list(template)
-            for i in (2, 3, 4, 5, 6):  # level, flat, mad, err_s, err_f
-                data[i] = template[i] * f * (1 + rng.gauss(0, 0.01))
-            data[7] = [None if v is None else v * f + rng.gauss(0, 0.01) for v in template[7]]
-            data[12] = [v + rng.gauss(0, 0.05) for v in template[12]]
-            yield sid, state_file.pack_series(data)
+        ids = sorted(SeriesKey(m, (("LOCATION_ID", loc),)).id for loc in locations for m in MEASURES)
+        for sid in ids[:n_series]:
+            # the prototype of the series' location (its values match the interval's data below); neighbouring
+            # records come from different prototypes, so gzip sees no repeats within its window
+            loc = sid.split("LOCATION_ID=", 1)[1]
+            yield sid, templates[int(loc[2:]) % PROTOTYPES]
 
     with open(out / "state.bin.gz", "wb") as fh:
         count = state_file.write(fh, header, records())
@@ -115,7 +112,7 @@ def setup(n_series: int, out: Path, seed: int = 7) -> dict[str, Any]:
         ts = (folder_ts + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
         lines = []
         for loc in locations:
-            f = factors.get(loc, 1.0)
+            f = factors[loc]
             hour = folder_ts.hour + folder_ts.minute / 60
             v = round(f * (10 + 2 * math.sin(2 * math.pi * hour / 24)) + rng.gauss(0, 0.2), 3)
             lines.append(f'{{"TIMESTAMP":"{ts}","LOCATION_ID":"{loc}","CO":{v},"SO2":{v},"NO2":{v}}}\n')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Arn, ArnComponents, ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as ddb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 from sentinel_core import environment as env
@@ -11,7 +12,7 @@ from sentinel_core import environment as env
 from infra.alert_topic import AlertTopic
 from infra.common import FunctionSpec, SentinelFunction, acknowledge, encrypted_queue
 from infra.config import SentinelConfig
-from infra.state import ITEM_ACTIONS
+from infra.state import IDEMPOTENCY_ACTIONS
 
 
 class Automation(Construct):
@@ -48,8 +49,28 @@ class Automation(Construct):
             Stack.of(self),
         )
         self.fn.allow("SendCommands", ["iot:Publish"], [command_topics])
+        # IAM's '*' also matches '/', so '<root>/*/commands' alone would allow '<root>/a/b/commands'. The deny of
+        # two or more levels leaves exactly one: the (verified, thing-name) level of <root>/<thing>/commands.
+        self.fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OneTopicLevelOnly",
+                effect=iam.Effect.DENY,
+                actions=["iot:Publish"],
+                resources=[
+                    Arn.format(
+                        ArnComponents(
+                            service="iot",
+                            resource="topic",
+                            resource_name=f"{spec.topic_root}/*/*/commands",
+                            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                        ),
+                        Stack.of(self),
+                    )
+                ],
+            )
+        )
         self.fn.allow("FindDataEndpoint", ["iot:DescribeEndpoint"], ["*"])
-        self.fn.allow("Idempotency", ITEM_ACTIONS, [idempotency.table_arn])
+        self.fn.allow("Idempotency", IDEMPOTENCY_ACTIONS, [idempotency.table_arn])
         acknowledge(
             self.fn.role,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/{spec.topic_root}/*/commands]",

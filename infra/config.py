@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sentinel_core import capacity
 from sentinel_core.alerts import AlertFilter, AlertFilterError
@@ -63,11 +64,12 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "ops_emails",
     "severity_threshold",
     "interval",
+    "timezone",
     "measures",
     "dimensions",
     "log_retention_days",
     "data_retention_days",
-    "powertools_layer_version",
+    "powertools_layer_arn",
     "detector_id",
     "detector_name",
     "alert_filter",
@@ -107,7 +109,9 @@ class SentinelConfig:
     ops_emails: tuple[str, ...] = ()  # operations topic (alarms), kept apart from the anomaly alerts
     log_retention_days: int = 30  # a month of function and delivery logs to debug with (CloudWatch Logs' ONE_MONTH)
     data_retention_days: int = 365  # a year of live data and access logs, then expiry (rejected records: <= 90 days)
-    powertools_layer_version: int = 27  # the AWS-managed Powertools v3 python312 layer the handlers are tested with
+    # "" = the layer of the pinned Powertools from its public SSM parameter (infra/powertools.py); an ARN only where
+    # that parameter does not exist. Its architecture and runtime must be the functions' (arm64, python3.12).
+    powertools_layer_arn: str = ""
     alert_filter_json: str = ""  # normalised JSON of the ALERT_FILTER env var; "" = every alert
     # Two minutes after an interval closes: Firehose's 60 s buffer has flushed and most late arrivals are in.
     schedule_offset_seconds: int = 120
@@ -160,9 +164,7 @@ class SentinelConfig:
         data_days = _int("data_retention_days", get("data_retention_days"), _default("data_retention_days"))
         if data_days < 1:
             raise ConfigError(f"context 'data_retention_days' must be at least 1 day, got {data_days}")
-        layer = _int("powertools_layer_version", get("powertools_layer_version"), _default("powertools_layer_version"))
-        if layer < 1:
-            raise ConfigError(f"context 'powertools_layer_version' must be a positive layer version, got {layer}")
+        layer_arn = _layer_arn(get("powertools_layer_arn"))
         detector_id = _text("detector_id", get("detector_id") or default_detector_id(spec.preset))
         if not _DETECTOR_ID.match(detector_id):
             raise ConfigError(
@@ -210,7 +212,7 @@ class SentinelConfig:
             ops_emails=ops_emails,
             log_retention_days=log_days,
             data_retention_days=data_days,
-            powertools_layer_version=layer,
+            powertools_layer_arn=layer_arn,
             detector_id=detector_id,
             detector_name=detector_name,
             alert_filter_json=filter_json,
@@ -270,6 +272,29 @@ def _emails(key: str, raw: Any) -> tuple[str, ...]:
         if not _EMAIL.match(e):
             raise ConfigError(f"context {key!r}: {e!r} is not an e-mail address")
     return emails
+
+
+_LAYER_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:(?P<name>[A-Za-z0-9_-]+):\d+$")
+
+
+def _layer_arn(value: Any) -> str:
+    """The fallback Powertools layer ARN: a layer version ARN, built for arm64 and Python 3.12 when its name says."""
+    if value is None:
+        return ""
+    arn = _text("powertools_layer_arn", value)
+    m = _LAYER_ARN.match(arn)
+    if not m:
+        raise ConfigError(
+            f"context 'powertools_layer_arn': {arn!r} is not a layer version ARN "
+            "(arn:aws:lambda:<region>:<account>:layer:<name>:<version>)"
+        )
+    name = m["name"].lower()
+    if "x86" in name or ("python3" in name and "python312" not in name):
+        raise ConfigError(
+            f"context 'powertools_layer_arn': layer {m['name']!r} is not the arm64 / python3.12 build "
+            "the functions run on"
+        )
+    return arn
 
 
 def _int(key: str, value: Any, default: int) -> int:
@@ -366,6 +391,16 @@ def _spec_with_overrides(base: PipelineSpec, get: Any) -> PipelineSpec:
         if len(measures) > MAX_MEASURES:
             raise ConfigError(f"context 'measures': at most {MAX_MEASURES} measures are allowed, got {len(measures)}")
         changes["measures"] = tuple(_measure("measures", m, base) for m in measures)
+    zone = get("timezone")
+    if zone is not None:
+        zone = _text("timezone", zone).strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"context 'timezone': {zone!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC)"
+            ) from None
+        changes["timezone"] = zone
     dims = get("dimensions")
     if dims is not None:
         dimensions = _str_list("dimensions", dims)

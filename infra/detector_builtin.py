@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 from sentinel_core import capacity, environment, layout
 
@@ -20,7 +21,7 @@ from infra.common import (
     mark,
 )
 from infra.config import SentinelConfig
-from infra.state import ITEM_ACTIONS, StateTables
+from infra.state import ANOMALY_TABLE_ACTIONS, IDEMPOTENCY_ACTIONS, StateTables
 from infra.storage import DataLake
 
 
@@ -76,7 +77,15 @@ class BuiltinDetector(Construct):
         fn = self.fn
         bucket = lake.bucket
         read_prefixes = [layout.live_root(spec), layout.historical_prefix(spec), layout.state_prefix(spec)]
-        fn.allow("ListFolders", ["s3:ListBucket"], [bucket.bucket_arn])
+        # Listing is scoped to the prefixes it reads: a ListObjects without one of them (or on another prefix) fails.
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListFolders",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in read_prefixes]}},
+            )
+        )
         fn.allow("ReadData", ["s3:GetObject"], [bucket.arn_for_objects(f"{p}*") for p in read_prefixes])
         fn.allow("WriteState", ["s3:PutObject"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")])
         # An unusable state falls back to its previous versions (the bucket is versioned): list and read them.
@@ -85,11 +94,8 @@ class BuiltinDetector(Construct):
             "ReadStateVersions", ["s3:GetObjectVersion"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")]
         )
         fn.allow("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [lake.key.key_arn])
-        fn.allow(
-            "Tables",
-            ITEM_ACTIONS,
-            [tables.anomalies.table_arn, tables.idempotency.table_arn],
-        )
+        fn.allow("AnomalyTable", ANOMALY_TABLE_ACTIONS, [tables.anomalies.table_arn])
+        fn.allow("Idempotency", IDEMPOTENCY_ACTIONS, [tables.idempotency.table_arn])
         alerts.allow_publish(fn.role)
         for p in read_prefixes:
             acknowledge(

@@ -48,8 +48,20 @@ class LookoutDetector(Construct):
             "Policy",
             roles=[self.role],
             statements=[
+                iam.PolicyStatement(sid="BucketAcl", actions=["s3:GetBucketAcl"], resources=[bucket.bucket_arn]),
                 iam.PolicyStatement(
-                    sid="ListFolders", actions=["s3:ListBucket", "s3:GetBucketAcl"], resources=[bucket.bucket_arn]
+                    sid="ListFolders",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={
+                        "StringLike": {
+                            "s3:prefix": [
+                                f"{layout.live_root(spec)}*",
+                                f"{layout.historical_prefix(spec)}*",
+                                *([f"{layout.upload_prefix(spec)}*"] if spec.ingest == "s3" else []),
+                            ]
+                        }
+                    },
                 ),
                 iam.PolicyStatement(
                     sid="ReadData",
@@ -102,7 +114,7 @@ class LookoutDetector(Construct):
             metric_set_description=spec.description[:256] or spec.preset,
             metric_set_frequency=spec.interval,
             offset=config.schedule_offset_seconds,
-            timezone="UTC",
+            timezone=spec.timezone,  # the detector's daily / weekly cycles follow the same local time
             metric_list=[
                 lookout.CfnAnomalyDetector.MetricProperty(metric_name=m.name, aggregation_function=m.aggregation)
                 for m in spec.measures

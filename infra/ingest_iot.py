@@ -16,8 +16,9 @@ SQL_VERSION = "2016-03-23"
 
 
 def rule_sql(config: SentinelConfig) -> str:
-    """Every message on any device's telemetry topic, as sent (the transform validates and normalises)."""
-    return f"SELECT * FROM '{config.spec.telemetry_topic_filter}'"  # noqa: S608 - IoT rule SQL, not a database
+    """Every message on any device's telemetry topic, wrapped with the publishing thing's name
+    (``PipelineSpec.iot_rule_sql``); the transform checks each reading's location against that thing."""
+    return config.spec.iot_rule_sql()
 
 
 class IotIngest(Construct):

@@ -26,9 +26,18 @@ evaluation range stays within one day):
 - detector errors (its own alarm) or missed schedule: fewer than 1 invocation in ``MISSED_RUNS`` intervals;
 - the detector's contained failures (``DETECTOR_CONTAINED``: a failed alert, a quarantined object or series, refused
   series, a recovered state, a refused future event): at the first occurrence;
-- any dead-letter queue not empty; alert topic deliveries failing (SNS ``NumberOfNotificationsFailed``);
-- no data: Firehose ``IncomingRecords`` below 1 for ``NO_DATA_INTERVALS`` intervals (streaming ingest), or no
-  upload processed for a day (S3-upload ingest).
+- any dead-letter queue not empty; alert or operations topic deliveries failing (SNS ``NumberOfNotificationsFailed``,
+  through the facade's SNS topic monitoring);
+- no data: the records Firehose takes in below 1 for ``NO_DATA_INTERVALS`` intervals (streaming ingest), or no
+  upload processed for a day (S3-upload ingest). Which metric counts them depends on the source: a Direct PUT stream
+  (IoT rule) emits ``IncomingRecords``; a stream reading a Kinesis data stream (ecommerce) emits
+  ``DataReadFromKinesisStream.Records`` instead (``IncomingRecords`` stays empty there);
+- Firehose throttled or near its quotas (Direct PUT): ``ThrottledRecords`` above 0, and records, bytes and put
+  requests per second above ``FIREHOSE_LIMIT_SHARE`` of the stream's limits (the facade's Firehose monitoring);
+  reading a Kinesis source: ``ThrottledGetRecords`` above 0 and ``KinesisMillisBehindLatest`` above the schedule
+  offset (records arriving that late miss their interval's detector run);
+- the Kinesis source stream (ecommerce): iterator age above the schedule offset, producer writes throttled
+  (``WriteProvisionedThroughputExceeded``, ``PutRecords.ThrottledRecords``) or failed (``PutRecords.FailedRecords``).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -67,6 +77,9 @@ DETECTOR_CONTAINED: tuple[tuple[str, str, str], ...] = (
     ("StateRecovered", "state recovered", "The model state was unusable: an older version or history was used"),
     ("FutureEventsRefused", "future events refused", "A detector event dated ahead of the wall clock was refused"),
 )
+# Warn at 80 % of a Firehose Direct PUT quota (records/s, bytes/s, put requests/s): time to ask for an increase
+# before producers see ThrottledRecords.
+FIREHOSE_LIMIT_SHARE = 0.8
 
 
 def intervals_within_a_day(interval_seconds: int, wanted: int) -> int:
@@ -119,6 +132,7 @@ class Watched:
     detector: SentinelFunction | None = None
     upload_job: SentinelFunction | None = None
     iot_rule: WatchedIotRule | None = None
+    source_stream: kinesis.IStream | None = None  # the Kinesis data stream Firehose reads (None: Direct PUT)
 
     @property
     def stage_alarms(self) -> tuple[cw.Alarm, ...]:
@@ -156,7 +170,12 @@ class Monitoring(Construct):
             dashboard_factory=dashboards,
         )
         self.facade.add_large_header(f"Metric Sentinel — {spec.preset} ({config.engine} engine, {spec.interval})")
-        self._ingest_and_delivery(watched.delivery_stream.ref)
+        stream_name = watched.delivery_stream.ref
+        self._ingest_and_delivery(stream_name, kinesis_source=watched.source_stream is not None)
+        if watched.source_stream is None:
+            self._firehose_limits(stream_name)
+        else:
+            self._kinesis_source(watched.source_stream, stream_name)
         self._transform()
         if watched.iot_rule is not None:
             self._iot_rule(watched.iot_rule)
@@ -165,6 +184,7 @@ class Monitoring(Construct):
             self._detector()
         self._queues(watched.queues)
         self._alert_topic(watched.alert_topic)
+        self._operations_topic_health()
         # Alarms the stages made themselves (detector / backtest errors and DLQs): same operations topic.
         action = cw_actions.SnsAction(self.topic)
         for alarm in watched.stage_alarms:
@@ -222,10 +242,16 @@ class Monitoring(Construct):
             label=label,
         )
 
-    def _ingest_and_delivery(self, stream: str) -> None:
+    def _ingest_and_delivery(self, stream: str, *, kinesis_source: bool) -> None:
         config = self.config
         interval = config.interval_seconds
-        incoming = self._firehose("IncomingRecords", stream, "Sum", "records ingested (Firehose)")
+        # What Firehose took in: Direct PUT streams count IncomingRecords; a stream reading a Kinesis data stream
+        # counts DataReadFromKinesisStream.Records (its IncomingRecords has no data, which would look like an outage).
+        incoming = (
+            self._firehose("DataReadFromKinesisStream.Records", stream, "Sum", "records read from the Kinesis source")
+            if kinesis_source
+            else self._firehose("IncomingRecords", stream, "Sum", "records ingested (Firehose)")
+        )
         success = self._firehose("DeliveryToS3.Success", stream, "Average", "delivery to S3 success ratio")
         freshness = self._firehose("DeliveryToS3.DataFreshness", stream, "Maximum", "oldest record age (s)")
         delivered = self._firehose("DeliveryToS3.Records", stream, "Sum", "records delivered to S3")
@@ -303,6 +329,110 @@ class Monitoring(Construct):
         self.facade.add_medium_header("Ingest and delivery")
         self.facade.monitor_custom(
             metric_groups=groups, alarm_friendly_name="Delivery", human_readable_name="Firehose delivery"
+        )
+
+    def _firehose_limits(self, stream: str) -> None:
+        """Direct PUT: throttled records and the three per-stream quotas, with the facade's Firehose monitoring."""
+
+        def near_limit(what: str) -> dict[str, mc.FirehoseStreamLimitThreshold]:
+            return {
+                "Warning": mc.FirehoseStreamLimitThreshold(
+                    safety_threshold_limit=FIREHOSE_LIMIT_SHARE,
+                    alarm_description_override=f"Firehose {what} above {FIREHOSE_LIMIT_SHARE:.0%} of the stream's "
+                    "quota: request a limit increase before producers are throttled",
+                )
+            }
+
+        self.facade.monitor_kinesis_firehose(
+            delivery_stream_name=stream,
+            alarm_friendly_name="Firehose",
+            human_readable_name="Firehose quotas and throttling",
+            add_records_throttled_alarm={
+                "Critical": mc.RecordsThrottledThreshold(
+                    max_records_throttled_threshold=0,
+                    alarm_description_override="Firehose throttled records (over its records/s, bytes/s or put "
+                    "requests/s quota): the IoT rule retries, then its error action logs them",
+                )
+            },
+            add_incoming_records_exceed_threshold_alarm=near_limit("records per second"),
+            add_incoming_bytes_exceed_threshold_alarm=near_limit("bytes per second"),
+            add_incoming_put_requests_exceed_threshold_alarm=near_limit("put requests per second"),
+        )
+
+    def _kinesis_source(self, source: kinesis.IStream, stream: str) -> None:
+        """The Kinesis data stream producers write to, and Firehose reading it."""
+        offset_ms = self.config.schedule_offset_seconds * 1000
+        throttled = {
+            "Warning": mc.RecordsThrottledThreshold(
+                max_records_throttled_threshold=0,
+                alarm_description_override="Producers' writes to the Kinesis stream are throttled (on-demand "
+                "capacity is adapting, or a hot partition key): they must retry",
+            )
+        }
+        self.facade.add_medium_header("Kinesis source stream")
+        self.facade.monitor_kinesis_data_stream(
+            stream_name=source.stream_name,
+            alarm_friendly_name="SourceStream",
+            human_readable_name="Kinesis source stream",
+            add_iterator_max_age_alarm={
+                "Warning": mc.MaxIteratorAgeThreshold(
+                    max_age_in_millis=offset_ms,
+                    alarm_description_override="Records wait in the Kinesis stream longer than the detector's "
+                    "schedule offset: they reach the lake after their interval was scored (late)",
+                )
+            },
+            add_write_provisioned_throughput_exceeded_alarm=throttled,
+            add_put_records_throttled_alarm=throttled,
+            add_put_records_failed_alarm={
+                "Critical": mc.RecordsFailedThreshold(
+                    max_records_failed_threshold=0,
+                    alarm_description_override="PutRecords calls returned failed records: producers that do not "
+                    "retry them lose data",
+                )
+            },
+        )
+        behind = self._firehose("KinesisMillisBehindLatest", stream, "Maximum", "Firehose behind the stream (ms)")
+        get_throttled = self._firehose("ThrottledGetRecords", stream, "Sum", "Firehose GetRecords throttled")
+        self.facade.monitor_custom(
+            alarm_friendly_name="FirehoseKinesisRead",
+            human_readable_name="Firehose reading the Kinesis stream",
+            metric_groups=[
+                mc.CustomMetricGroup(
+                    title="Firehose reading the source",
+                    metrics=[
+                        mc.CustomMetricWithAlarm(
+                            metric=behind,
+                            alarm_friendly_name="FirehoseBehindSource",
+                            add_alarm={
+                                "Warning": mc.CustomThreshold(
+                                    threshold=offset_ms,
+                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                    evaluation_periods=2,
+                                    datapoints_to_alarm=2,
+                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                                    alarm_description_override="Firehose reads the Kinesis stream more than the "
+                                    "schedule offset behind: records reach the lake after their interval was scored",
+                                )
+                            },
+                        ),
+                        mc.CustomMetricWithAlarm(
+                            metric=get_throttled,
+                            alarm_friendly_name="FirehoseReadThrottled",
+                            add_alarm={
+                                "Warning": mc.CustomThreshold(
+                                    threshold=1,
+                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                                    evaluation_periods=2,
+                                    datapoints_to_alarm=2,
+                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                                    alarm_description_override="Firehose's GetRecords on the source stream are "
+                                    "throttled (another consumer shares the read throughput)",
+                                )
+                            },
+                        ),
+                    ],
+                )
+            ],
         )
 
     def _powertools(self, service: str, name: str, label: str) -> cw.Metric:
@@ -553,4 +683,21 @@ class Monitoring(Construct):
                     ],
                 )
             ],
+        )
+
+    def _operations_topic_health(self) -> None:
+        """The operations topic itself: a failing e-mail subscription would hide every alarm, so it shows here and
+        alarms (the alarm's own notification may fail too: the console and the dashboard still show it red)."""
+        self.facade.add_medium_header("Operations topic")
+        self.facade.monitor_sns_topic(
+            topic=self.topic,
+            alarm_friendly_name="OperationsTopic",
+            human_readable_name="Operations topic",
+            add_message_notifications_failed_alarm={
+                "Warning": mc.NotificationsFailedThreshold(
+                    max_notifications_failed_count=0,
+                    alarm_description_override="SNS could not deliver operations notifications (alarms) to a "
+                    "subscriber: check the ops_emails subscriptions",
+                )
+            },
         )

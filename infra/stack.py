@@ -111,6 +111,7 @@ class SentinelStack(Stack):
             detector=self.detector.fn if self.detector is not None else None,
             upload_job=self.backtest.fn if self.backtest is not None else None,
             iot_rule=WatchedIotRule(self.iot.rule, self.iot.error_logs) if self.iot is not None else None,
+            source_stream=self.kinesis.stream if self.kinesis is not None else None,
         )
 
     # -- outputs --------------------------------------------------------------------------------------------

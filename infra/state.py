@@ -13,11 +13,25 @@ from constructs import Construct
 
 from infra.common import mark
 
-# The item calls the store, the alert ledger and Powertools idempotency make (no Batch*, no table-level actions).
+# The item calls each table's users make (no Batch*, no table-level actions, no Scan: only the operator CLI scans).
+# Powertools idempotency: get_item, put_item (conditional), update_item, delete_item (a failed call's record).
+IDEMPOTENCY_ACTIONS: list[str] = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+]
+# The store and the alert ledger (sentinel_core.store): get_item, query (pk + begins_with), put_item, update_item.
+ANOMALY_TABLE_ACTIONS: list[str] = [
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+]
+# Union of both, for callers that grant one statement on both tables.
 ITEM_ACTIONS: list[str] = [
     "dynamodb:GetItem",
     "dynamodb:Query",
-    "dynamodb:Scan",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",

@@ -4,8 +4,8 @@ session fixtures (``synth_cache``: synthesized CDK assemblies, see ``tests/suppo
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,17 +13,11 @@ import pytest
 if TYPE_CHECKING:
     from tests.support.assembly import SynthCache
 
-
-def _node_major() -> str:
-    """jsii's end-of-life banner is silenced per acknowledged Node major version (e.g. "20")."""
-    node = shutil.which("node")
-    if not node:
-        return ""
-    out = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-_NODE_MAJOR = _node_major()
+# jsii (every `import aws_cdk`) runs `node` from PATH. Where the system Node is older than 22, `make setup` links
+# Node 22 into the venv: put the venv's bin first so that `.venv/bin/python -m pytest` uses it as `make test` does.
+_VENV_BIN = Path(sys.executable).parent
+if (_VENV_BIN / "node").exists() and not os.environ.get("PATH", "").startswith(f"{_VENV_BIN}{os.pathsep}"):
+    os.environ["PATH"] = f"{_VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -32,8 +26,6 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_REGION": "eu-west-1",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": _NODE_MAJOR,
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": _NODE_MAJOR,
         "POWERTOOLS_METRICS_NAMESPACE": "MetricSentinelTest",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",

@@ -100,6 +100,7 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="CommandsSent", unit=MetricUnit.Count, value=len(outcome.commands))
     metrics.add_metric(name="AlertsIgnoredNonIot", unit=MetricUnit.Count, value=outcome.ignored_non_iot)
     metrics.add_metric(name="AlertsWithoutLocation", unit=MetricUnit.Count, value=outcome.without_location)
+    metrics.add_metric(name="LocationsWithoutThing", unit=MetricUnit.Count, value=len(outcome.without_thing))
     return {
         "alerts": outcome.alerts,
         "commands": [{"topic": c.topic, "payload": c.payload} for c in outcome.commands],

@@ -2,10 +2,16 @@
 
 The SNS message a subscriber receives is the alert's ``default`` text: Lookout for Metrics' alert JSON. Each
 affected location (the value of the spec's FIRST dimension in ``impactedMetric.relevantTimeSeries``; air-quality's
-``LOCATION_ID``) gets one command on ``spec.command_topic(location)``::
+``LOCATION_ID``) gets one command on the command topic of the thing that owns it, ``spec.thing_of(location)``: the
+location itself (a thing name), or the gateway that serves it (``PipelineSpec.thing_locations``). Locations reach an
+alert only through the transform's identity check (a device reports only for its own locations), so that thing is
+the verified one::
 
     {"action": "ventilate", "reason": "CO high: 9.4 ppm, expected 2.6 (severity 93)", "alertEventId": "...",
-     "measure": "CO", "severity": 93.4}
+     "measure": "CO", "severity": 93.4, "location": "B-101"}
+
+A location that is no thing name and no gateway's (it could only come from a hand-made alert) gets no command: it
+is logged and counted (``without_thing``); the topic is always one legal level, never ``+``, ``#``, ``/`` or NUL.
 
 Pipelines that are not fed by IoT devices have no command topic: their alerts are ignored (logged, counted).
 """
@@ -40,8 +46,12 @@ class Command:
 
     @property
     def idempotency_key(self) -> dict[str, str]:
-        """One command per (alert event, location), whatever retries happen."""
-        return {"alertEventId": str(self.payload["alertEventId"]), "topic": self.topic}
+        """One command per (alert event, location), whatever retries happen (a gateway gets one per location)."""
+        return {
+            "alertEventId": str(self.payload["alertEventId"]),
+            "topic": self.topic,
+            "location": str(self.payload.get("location", self.thing)),
+        }
 
 
 @dataclass
@@ -50,6 +60,7 @@ class Outcome:
     commands: list[Command] = field(default_factory=list)
     ignored_non_iot: int = 0
     without_location: int = 0
+    without_thing: list[str] = field(default_factory=list)  # locations no thing owns: no legal command topic
 
 
 def alert_messages(event: SNSEvent) -> list[str]:
@@ -111,19 +122,26 @@ def reason(alert: Mapping[str, Any], location: str, dimension: str) -> str:
     return f"{measure} anomaly at {location} (severity {sev})"[:MAX_REASON]
 
 
-def commands_for(alert: Mapping[str, Any], spec: PipelineSpec) -> list[Command]:
-    dimension = spec.dimensions[0]
+def commands_for(alert: Mapping[str, Any], spec: PipelineSpec, unowned: list[str] | None = None) -> list[Command]:
+    """One command per affected location, on its owning thing's topic; locations no thing owns go to ``unowned``."""
+    dimension = spec.identity_dimension
     measure = str((alert.get("impactedMetric") or {}).get("metricName", ""))
     out = []
     for loc in locations(alert, dimension):
+        thing = spec.thing_of(loc)
+        if thing is None:
+            if unowned is not None:
+                unowned.append(loc)
+            continue
         payload = {
             "action": spec.labels.get("command", "ventilate"),
             "reason": reason(alert, loc, dimension),
             "alertEventId": alert["alertEventId"],
             "measure": measure,
             "severity": severity(alert, loc, dimension),
+            "location": loc,
         }
-        out.append(Command(loc, spec.command_topic(loc), payload))
+        out.append(Command(thing, spec.command_topic(thing), payload))
     return out
 
 
@@ -148,8 +166,15 @@ def handle(
                 {"preset": spec.preset, "alertEventId": alert["alertEventId"]},
             )
             continue
-        cmds = commands_for(alert, spec)
-        if not cmds:
+        unowned: list[str] = []
+        cmds = commands_for(alert, spec, unowned)
+        for loc in unowned:
+            outcome.without_thing.append(loc)
+            log(
+                "no command: the location is no thing's (not a thing name, not in thing_locations)",
+                {"alertEventId": alert["alertEventId"], "location": loc[:200]},
+            )
+        if not cmds and not unowned:
             outcome.without_location += 1
             log("alert names no location: no command sent", {"alertEventId": alert["alertEventId"]})
         for cmd in cmds:

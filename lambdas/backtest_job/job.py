@@ -256,7 +256,7 @@ def process_object(clients: Clients, settings: Settings, bucket: str, key: str, 
     report.bad_reasons = parse.reasons()
     if parse.errors:
         report.errors_key = errors_key(key)
-        _put_text(clients, bucket, report.errors_key, csv_input.error_report_csv(parse.errors), "text/csv")
+        _put_text(clients, bucket, report.errors_key, csv_input.error_report_csv(parse), "text/csv")
         logger.warning(
             "rows rejected (good rows still processed)",
             extra={"key": key, "bad_rows": parse.bad, "reasons": report.bad_reasons, "errors_key": report.errors_key},

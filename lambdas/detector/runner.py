@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, capacity, groups, layout, objects, state_file, store
+from sentinel_core import alerts, capacity, groups, layout, objects, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
@@ -155,6 +155,8 @@ class RunReport:
     bad_reasons: dict[str, int] = field(default_factory=dict)
     late_records: int = 0
     duplicate_records: int = 0
+    rewarmed: bool = False  # the saved model was of another version or time zone: warmed up again on history
+    silent_series: int = 0  # series that reported regularly and went silent (DetectorConfig.silent_intervals)
     late_objects: list[str] = field(default_factory=list)
     feedback_applied: int = 0
     stopped_early: bool = False
@@ -269,12 +271,11 @@ class State:
         }
 
     def records(self) -> Iterator[tuple[str, bytes]]:
-        """The series, packed one at a time (``sentinel_core.state_file``)."""
-        for sid, data in self.detector.series_state():
-            yield sid, state_file.pack_series(data)
+        """The series' records (the model's own per-series bytes), one at a time."""
+        return self.detector.iter_series_bytes()
 
     @classmethod
-    def from_parts(cls, header: dict[str, Any], series: Iterator[tuple[str, list[Any]]]) -> State:
+    def from_parts(cls, header: dict[str, Any], series: Iterator[tuple[str, bytes]]) -> State:
         if header.get("format") != STATE_FORMAT:
             raise ValueError(f"model state format {header.get('format')!r} is not {STATE_FORMAT}")
         extra = {k: v for k, v in header.items() if k not in ("format", "detector", "scored")}
@@ -354,14 +355,29 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
         return
     starts = sorted(by_interval)
     admitted: set[SeriesKey] = set()
+    zero = zero_fill_measures(spec)
     for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
-        values = by_interval.pop(start, {})
-        detector.score(start, admit_history(values, admitted, settings, report), on_error=_quarantine(report))
+        values = admit_history(by_interval.pop(start, {}), admitted, settings, report)
+        _, invalid = detector.score_valid(start, values, zero_fill=zero, on_error=_quarantine(report))
+        _add_invalid(report, invalid)
         report.warmup_intervals += 1
     logger.info(
         "warmed up on history",
         extra={"objects": len(keys), "records": report.warmup_records, "intervals": report.warmup_intervals},
     )
+
+
+def zero_fill_measures(spec: PipelineSpec) -> frozenset[str]:
+    """SUM measures: an interval without records of a recently seen series is a 0 (an outage), not a gap."""
+    return frozenset(m.name for m in spec.measures if m.aggregation == "SUM")
+
+
+def _add_invalid(report: RunReport, invalid: list[SeriesKey]) -> None:
+    """Aggregates the detector refused (non-finite: e.g. a SUM that overflowed) are bad records, counted."""
+    if invalid:
+        report.bad_records += len(invalid)
+        report.bad_reasons["non_finite_aggregate"] = report.bad_reasons.get("non_finite_aggregate", 0) + len(invalid)
+        logger.warning("non-finite aggregates not scored", extra={"series": [k.id for k in invalid][:20]})
 
 
 def _add_bad(report: RunReport, bad: Counter[str]) -> None:
@@ -666,7 +682,17 @@ def score_interval(
     report.records += acc.records
     values = acc.values()
     del acc
-    scores: list[PointScore] = state.detector.score(start, values, on_error=_quarantine(report))
+    result, invalid = state.detector.score_valid(
+        start, values, zero_fill=zero_fill_measures(spec), on_error=_quarantine(report)
+    )
+    _add_invalid(report, invalid)
+    scores: list[PointScore] = result.points
+    if result.silent:  # reported and counted; their own anomaly groups and alert text are not built yet
+        report.silent_series += len(result.silent)
+        logger.warning(
+            "series went silent",
+            extra={"interval": start.isoformat(), "series": [q.series.id for q in result.silent][:20]},
+        )
     found = groups.update_groups(state, scores, settings.detector_id, spec)
     state.remember(start, keys)
     report.intervals_scored += 1
@@ -749,8 +775,14 @@ def run(
     wall = to_utc(wall_now) if wall_now is not None else datetime.now(UTC)
     report = RunReport(closed_interval=to_utc(closed).isoformat())
     loaded = load_state(clients, settings, wall, report)
+    if loaded is not None and loaded.detector.timezone.key != settings.spec.timezone:
+        logger.warning(
+            "time zone changed: re-warming from history",
+            extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
+        )
+        loaded, report.rewarmed = None, True
     if loaded is None:
-        state = State(Detector(settings.step))
+        state = State(Detector(settings.step, timezone=settings.spec.timezone))
         warm_up(clients, settings, state.detector, report)
     else:
         state = loaded

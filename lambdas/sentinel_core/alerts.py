@@ -26,6 +26,7 @@ import json
 import re
 import shlex
 import textwrap
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,23 @@ MAX_JSON_SERIES = 50  # keeps the publish far below SNS's 256 KB
 MAX_EMAIL_SERIES = 20
 DEFAULT_CONSOLE_BASE = "https://s3.console.aws.amazon.com"
 _ALERT_NAME = re.compile(r"[^A-Za-z0-9\-_]")
+# Characters never written into an alert text as they are: control (Cc, incl. newline), format (Cf: bidi overrides,
+# zero-width), surrogates (Cs: botocore cannot encode them), private use / unassigned, line and paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_SUBJECT_SAFE = re.compile(r"[^\x20-\x7e]")  # SNS subjects: printable ASCII only
+
+
+def safe_text(value: str) -> str:
+    """``value`` with every unsafe character replaced by U+FFFD: one line, nothing that forges a block of the e-mail
+    (ingest refuses such dimension values already; this is the second line of defence)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join("\ufffd" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in value)
+
+
+def safe_subject(text: str) -> str:
+    """An SNS ``Subject``: printable ASCII (anything else becomes '?'), at most ``SUBJECT_LIMIT`` characters."""
+    return _SUBJECT_SAFE.sub("?", text).strip()[:SUBJECT_LIMIT] or "Sentinel alert"
 
 
 class AlertFilterError(ConfigError):
@@ -336,7 +354,7 @@ def _direction(p: PointScore) -> str:
 
 
 def _where(p: PointScore) -> str:
-    return " / ".join(v for _, v in p.series.dimensions) or "all data"
+    return safe_text(" / ".join(v for _, v in p.series.dimensions)) or "all data"
 
 
 def _advice(spec: PipelineSpec, direction: str) -> str:
@@ -358,6 +376,7 @@ def _advice(spec: PipelineSpec, direction: str) -> str:
 
 def feedback_command(group_id: str, series_id: str, is_anomaly: bool = False) -> str:
     flag = "--anomaly" if is_anomaly else "--not-anomaly"
+    series_id = safe_text(series_id)
     return f"python -m simulator feedback --group {shlex.quote(group_id)} --series {shlex.quote(series_id)} {flag}"
 
 
@@ -383,12 +402,12 @@ def render_subject(group: AnomalyGroup, spec: PipelineSpec, interval: datetime) 
     top = pts[0]
     where = _where(top) + (f" +{len(pts) - 1}" if len(pts) > 1 else "")
     text = f"Sentinel alert sev {round(max(p.score for p in pts))}: {group.measure} {_direction(top)} at {where}"
-    return _subject(text)
+    return safe_subject(text)
 
 
 def _subject(text: str) -> str:
     """An SNS e-mail subject: printable ASCII, one line, at most ``SUBJECT_LIMIT`` characters."""
-    return text.encode("ascii", "replace").decode("ascii").replace("\n", " ")[:SUBJECT_LIMIT]
+    return safe_subject(text)
 
 
 def render_email(
@@ -417,7 +436,7 @@ def render_email(
     for p in pts[:MAX_EMAIL_SERIES]:
         pct = f"{p.deviation * 100:+.0f}%"
         lines.append(
-            f"  - {p.series.label}: {_with_unit(p.value, unit)}, expected {_with_unit(p.expected, unit)} "
+            f"  - {safe_text(p.series.label)}: {_with_unit(p.value, unit)}, expected {_with_unit(p.expected, unit)} "
             f"(band {fmt_number(p.lower)} to {fmt_number(p.upper)}), {pct}, severity {round(p.score)}"
         )
     if len(pts) > MAX_EMAIL_SERIES:
@@ -425,7 +444,7 @@ def render_email(
     if group.contributions:
         lines += ["", "What drove it (dimension contributions):"]
         for dim, items in _by_dimension(group.contributions).items():
-            parts = ", ".join(f"{c.value} {c.percent:.0f}%" for c in items)
+            parts = ", ".join(f"{safe_text(c.value)} {c.percent:.0f}%" for c in items)
             lines.append(f"  {dim}: {parts}")
     lines += [
         "",
@@ -678,6 +697,8 @@ def render_backtest_summary(
         ],
     }
     subject = f"Sentinel {spec.preset} backtest: {at_threshold} anomaly group(s) in {name}"
+    lines = [safe_text(x) for x in lines]  # file names and dimension values: one line each, whatever they hold
+    sms = safe_text(sms)
     return AlertMessage(
         event_id=summary_id,
         group_id=summary_id,

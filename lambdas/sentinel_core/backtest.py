@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sentinel_core import csv_input
 from sentinel_core.aggregate import Accumulator, aggregate
 from sentinel_core.detector import Detector, DetectorConfig
 from sentinel_core.groups import ANOMALY_THRESHOLD, build_groups
 from sentinel_core.intervals import interval_range, interval_seconds
 from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_number, parse_timestamp
-from sentinel_core.spec import PipelineSpec
+from sentinel_core.spec import PipelineSpec, dimension_problem
 
 __all__ = [
     "ANOMALY_THRESHOLD",
@@ -167,6 +168,19 @@ def read_csv(lines: Iterable[str]) -> tuple[list[str], list[list[str]], list[int
     return [h.strip().lstrip("\ufeff") for h in header], rows, numbers
 
 
+def _date_window(rows: Sequence[Sequence[str]], column: int, step_seconds: int) -> tuple[datetime, datetime] | None:
+    """``csv_input.date_window`` of the first parseable timestamps of ``rows``."""
+    times: list[datetime] = []
+    for row in rows:
+        if len(times) >= csv_input.WINDOW_ANCHOR_ROWS:
+            break
+        try:
+            times.append(parse_timestamp(row[column]))
+        except (IndexError, ValueError, OverflowError, OSError):
+            continue
+    return csv_input.date_window(times, step_seconds)
+
+
 def run(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -192,6 +206,7 @@ def run(
     problems: list[RowProblem] = []
     # per row: the (interval, series) cells it feeds, or None when it cannot be scored
     cells: list[list[tuple[datetime, SeriesKey]] | None] = []
+    window = _date_window(rows, pos[cols.timestamp], step_seconds)  # csv_input's rules: a 1900/2100 typo is refused
     for n, row in enumerate(rows):
         line = line_numbers[n] if line_numbers is not None else n + 2
         if not row or not any(f.strip() for f in row):
@@ -212,12 +227,17 @@ def run(
             problems.append(RowProblem(line, cols.timestamp, str(exc)))
             cells.append(None)
             continue
+        if window is not None and not window[0] <= ts <= window[1]:
+            problems.append(RowProblem(line, cols.timestamp, csv_input.window_message(ts, window, step_seconds)))
+            cells.append(None)
+            continue
         dims: list[tuple[str, str]] = []
         bad_dim = False
         for d in cols.dimensions:
             v = row[pos[d]].strip() if pos[d] < len(row) else ""
-            if not v:
-                problems.append(RowProblem(line, d, f"dimension {d!r} is empty"))
+            problem = "is empty" if not v else dimension_problem(v)
+            if problem is not None:
+                problems.append(RowProblem(line, d, f"dimension {d!r} {problem}"))
                 bad_dim = True
                 break
             dims.append((d, v))
@@ -239,6 +259,7 @@ def run(
     done = score(
         acc.result(),
         step_seconds,
+        zero_fill=cols.measures if aggregation == "SUM" else (),
         backtest_fraction=backtest_fraction,
         config=config,
         detector_id=detector_id,
@@ -274,6 +295,8 @@ class Scored:
     intervals: int  # intervals with data
     series: int
     report_from: datetime | None  # first reported interval (backtest mode), None = all
+    # (interval, series) whose aggregate was not finite (e.g. a SUM that overflowed): not scored, a bad record
+    invalid: list[tuple[datetime, SeriesKey]] = field(default_factory=list)
 
 
 def score(
@@ -284,11 +307,15 @@ def score(
     config: DetectorConfig | None = None,
     detector_id: str = "backtest",
     group_threshold: float = ANOMALY_THRESHOLD,
+    zero_fill: Collection[str] = (),
+    timezone: str = "UTC",
 ) -> Scored:
     """Score the intervals in time order with one causal ``Detector``; with ``backtest_fraction`` > 0 the first
-    ``1 - fraction`` of the intervals (counted over the whole span, gaps included) only train it."""
+    ``1 - fraction`` of the intervals (counted over the whole span, gaps included) only train it. Every interval of
+    the span is scored, so the absent series of the ``zero_fill`` (SUM) measures are scored as 0, as live."""
     _check_fraction(backtest_fraction)
-    detector = Detector(step_seconds, config)
+    detector = Detector(step_seconds, config, timezone)
+    invalid: list[tuple[datetime, SeriesKey]] = []
     scores: dict[tuple[datetime, SeriesKey], float] = {}
     report_from: datetime | None = None
     scored: dict[datetime, list[PointScore]] = {}
@@ -297,8 +324,10 @@ def score(
         all_starts = interval_range(starts[0], starts[-1] + timedelta(seconds=step_seconds), step_seconds)
         if backtest_fraction > 0:
             report_from = all_starts[min(len(all_starts) - 1, int(len(all_starts) * (1 - backtest_fraction)))]
-        for start in starts:
-            points = detector.score(start, by_interval[start])
+        for start in all_starts:
+            result, bad = detector.score_valid(start, by_interval.get(start, {}), zero_fill=zero_fill)
+            invalid.extend((start, k) for k in bad)
+            points = result.points
             if report_from is not None and start < report_from:
                 continue
             scored[start] = points
@@ -310,6 +339,7 @@ def score(
         intervals=len(by_interval),
         series=len({k for v in by_interval.values() for k in v}),
         report_from=report_from,
+        invalid=invalid,
     )
 
 
@@ -328,6 +358,8 @@ def run_records(
     return score(
         aggregate(records, spec),
         interval_seconds(spec.interval),
+        zero_fill=[m.name for m in spec.measures if m.aggregation == "SUM"],
+        timezone=spec.timezone,
         backtest_fraction=spec.backtest_fraction,
         config=config,
         detector_id=detector_id,

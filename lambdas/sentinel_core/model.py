@@ -78,6 +78,18 @@ class PointScore:
 
 
 @dataclass(frozen=True)
+class SilentSeries:
+    """A series that reported regularly and has sent nothing for ``intervals`` intervals (a sensor gone silent)."""
+
+    series: SeriesKey
+    timestamp: datetime  # start of the interval in which the silence was found, UTC
+    last_seen: datetime  # start of the last interval with a value
+    intervals: int  # intervals without a value so far
+    expected: float  # what the series would have reported (its model's prediction)
+    score: float  # severity 0-100 (DetectorConfig.silent_score)
+
+
+@dataclass(frozen=True)
 class Contribution:
     """How much one dimension value drove an anomaly group, in percent (Lookout's dimensionContribution)."""
 

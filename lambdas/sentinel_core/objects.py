@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BUFFER = 1 << 16  # bytes per read from S3: large enough to keep the request count low, small in memory
 MAX_SAMPLES = 20  # bad lines kept with their details per object (all are counted): enough to see the pattern
+# Decompressed bytes a gzip object may expand to. A gzip "bomb" expands ~1000x; 1 GiB of CSV is ~10 million daily
+# rows, more than one backtest job scores within its 15-minute limit, so beyond it the object is refused.
+MAX_DECOMPRESSED_BYTES = 1 << 30
+
+
+class TooLargeError(OSError):
+    """A gzip object that decompresses to more than ``MAX_DECOMPRESSED_BYTES`` (an ``OSError``: a READ_ERROR)."""
+
+
 # What a damaged object raises while it is streamed: a broken gzip stream, a body cut short, bytes that are not UTF-8.
 READ_ERRORS = (OSError, EOFError, UnicodeDecodeError)
 
@@ -70,12 +79,38 @@ class _Raw(io.RawIOBase):
         return len(data)
 
 
-def open_binary(body: Readable) -> gzip.GzipFile | io.BufferedReader[_Raw]:
-    """The body's bytes, decompressed on the fly when it starts with the gzip magic bytes."""
+class _Capped(io.RawIOBase):
+    """Reads of a decompressing stream, failing with ``TooLargeError`` past ``limit`` bytes."""
+
+    def __init__(self, inner: gzip.GzipFile, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._inner.read(min(len(view), self._left + 1))
+        if len(data) > self._left:
+            raise TooLargeError(f"the gzip object decompresses to more than {self._limit:,} bytes: refused")
+        self._left -= len(data)
+        view[: len(data)] = data
+        return len(data)
+
+
+def open_binary(
+    body: Readable, max_decompressed: int | None = None
+) -> io.BufferedReader[_Capped] | io.BufferedReader[_Raw]:
+    """The body's bytes, decompressed on the fly (at most ``max_decompressed``) when it starts with the gzip magic."""
     raw = _Raw(body)
     compressed = raw.sniff(len(GZIP_MAGIC)) == GZIP_MAGIC
     stream = io.BufferedReader(raw, buffer_size=READ_BUFFER)
-    return gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
+    if not compressed:
+        return stream
+    limit = MAX_DECOMPRESSED_BYTES if max_decompressed is None else max_decompressed
+    return io.BufferedReader(_Capped(gzip.GzipFile(fileobj=stream, mode="rb"), limit), READ_BUFFER)
 
 
 def open_text(body: Readable) -> io.TextIOWrapper:
@@ -140,6 +175,8 @@ def iter_records(lines: Iterable[str], spec: PipelineSpec, bad: BadLines) -> Ite
             finally:
                 for e in report.errors:
                     bad.add(e.line, e.reason, e.message)
+                for reason, n in report.omitted_reasons().items():  # counted, details not kept
+                    bad.counts[reason] += n
             return
         for n, line in enumerate(rows, 1):
             if not line.strip():

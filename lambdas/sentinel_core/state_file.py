@@ -2,9 +2,9 @@
 
 Why not JSON: the JSON state held every seasonal profile as 288 floats (JSON ``null`` for unseen buckets) and was
 read, decoded, re-encoded and gzip-9-compressed whole every interval: 89-91 % of a run and ~44 KB of peak memory
-per series (issue 16). Here a series is a few packed arrays (NaN stays a NaN, 8 bytes), the file is read and
-written record by record (nothing but one series is decoded at a time), and compressed with gzip level 1 (7x
-faster than level 9 for ~7 % more bytes, issue 16's measurement).
+per series (issue 16). Here a series is the model's own binary record (``Detector.iter_series_bytes`` /
+``load_series``: opaque bytes to this module), the file is read and written record by record (one series is
+decoded at a time), and compressed with gzip level 1 (7x faster than level 9 for ~7 % more bytes, issue 16).
 
 Layout (inside the gzip stream)::
 
@@ -12,9 +12,7 @@ Layout (inside the gzip stream)::
     u32 header length, header JSON (the run state: detector tunables and last interval, scored keys, open groups, ...)
     per series, in id order: u16 id length, id (UTF-8), u32 record length, record
 
-A record is what the per-series seam gives (:func:`pack_series` of the detector's per-series list; a per-series
-``to_bytes`` from the model plugs in the same way: records are opaque bytes here). :func:`shard_of` is the stable
-shard of a series (a hash of its dimension values), for state split by shard.
+:func:`shard_of` is the stable shard of a series (a hash of its dimension values), for state split by shard.
 
 Standard library only.
 """
@@ -25,20 +23,15 @@ import gzip
 import hashlib
 import io
 import json
-import math
 import struct
-from array import array
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol
 
 MAGIC = b"MSST"
 FILE_VERSION = 1
 COMPRESS_LEVEL = 1  # gzip-1: issue 16 measured 7x faster than gzip-9 for 7 % more bytes
-RECORD_VERSION = 1
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
-# last, n, level, flat, mad, err_s, err_f, am, av, bm, bv, run, run_sum, run_s, cool
-_FIXED = struct.Struct("<B q q 4x d d d d d d d d d q d d q")
 MAX_ID_BYTES = 0xFFFF
 
 
@@ -48,90 +41,6 @@ class Reader(Protocol):
 
 class StateFileError(ValueError):
     """The bytes are not a state file of this version (or are cut short)."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# One series (the detector's per-series list <-> packed bytes)
-# ----------------------------------------------------------------------------------------------------------------
-def _floats(values: list[Any]) -> bytes:
-    try:
-        arr = array("d", values)  # the common case, in C: no None (a filled profile), floats or ints
-    except TypeError:
-        arr = array("d", (math.nan if v is None else float(v) for v in values))
-    return _U16.pack(len(arr)) + arr.tobytes()
-
-
-def _read_floats(buf: memoryview, pos: int) -> tuple[list[float], int]:
-    (n,) = _U16.unpack_from(buf, pos)
-    pos += 2
-    arr = array("d")
-    chunk = buf[pos : pos + 8 * n]
-    if len(chunk) != 8 * n:
-        raise StateFileError("series record cut short")
-    arr.frombytes(chunk)
-    if len(arr) != n:
-        raise StateFileError("series record cut short")
-    return arr.tolist(), pos + 8 * n
-
-
-def pack_series(data: list[Any]) -> bytes:
-    """The detector's per-series list (``Detector.series_state``) as bytes (~2.8 KB with a 288-bucket profile)."""
-    (last, n, level, flat, mad, err_s, err_f, season, am, av, bm, bv, recent, hist, run, run_sum, run_s, cool, held) = (
-        data
-    )
-    fixed = _FIXED.pack(
-        RECORD_VERSION, last, n, level, flat, mad, err_s, err_f, am, av, bm, bv, run, run_sum, run_s, cool
-    )
-    season_part = b"\xff\xff" if season is None else _floats(season)
-    held_flat = [x for h in held for x in h]
-    return fixed + season_part + _floats(recent) + _floats(hist) + _floats(held_flat)
-
-
-def unpack_series(blob: bytes) -> list[Any]:
-    """The per-series list back (what ``Detector.load_series`` takes)."""
-    try:
-        return _unpack_series(memoryview(blob))
-    except struct.error as exc:
-        raise StateFileError(f"series record damaged: {exc}") from None
-
-
-def _unpack_series(buf: memoryview) -> list[Any]:
-    if len(buf) < _FIXED.size or buf[0] != RECORD_VERSION:
-        raise StateFileError(f"series record version {buf[0] if len(buf) else None!r} is not {RECORD_VERSION}")
-    (_, last, n, level, flat, mad, err_s, err_f, am, av, bm, bv, run, run_sum, run_s, cool) = _FIXED.unpack_from(buf)
-    pos = _FIXED.size
-    season: list[float] | None
-    if bytes(buf[pos : pos + 2]) == b"\xff\xff":
-        season, pos = None, pos + 2
-    else:
-        season, pos = _read_floats(buf, pos)
-    recent, pos = _read_floats(buf, pos)
-    hist, pos = _read_floats(buf, pos)
-    held_flat, pos = _read_floats(buf, pos)
-    if pos != len(buf) or len(held_flat) % 5:
-        raise StateFileError("series record has trailing or missing bytes")
-    held = [held_flat[i : i + 5] for i in range(0, len(held_flat), 5)]
-    return [
-        last,
-        n,
-        level,
-        flat,
-        mad,
-        err_s,
-        err_f,
-        season,
-        am,
-        av,
-        bm,
-        bv,
-        recent,
-        hist,
-        run,
-        run_sum,
-        run_s,
-        cool,
-        held,
-    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------

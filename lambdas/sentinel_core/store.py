@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sentinel_core import layout, objects, state_file
 from sentinel_core.intervals import to_utc
@@ -52,7 +52,6 @@ FEEDBACK_TTL_DAYS = 90
 STATE_FILE = "model/state.bin.gz"  # sentinel_core.state_file
 LEGACY_STATE_FILE = "model/state.json.gz"  # the JSON state of earlier releases (read, never written)
 
-T = TypeVar("T")
 
 ALERT_NEW = "new"  # claimed now: publish
 ALERT_PENDING = "pending"  # a previous attempt claimed it but did not confirm the publish: publish again
@@ -148,37 +147,39 @@ def legacy_state_key(spec: PipelineSpec) -> str:
     return layout.state_prefix(spec) + LEGACY_STATE_FILE
 
 
-SeriesLists = Iterator[tuple[str, list[Any]]]
+SeriesRecords = Iterator[tuple[str, bytes]]
 
 
-def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesLists]:
-    """A state object, streamed: (the run state without the series, the series one by one as (id, per-series
-    list)). Both encodings are read: the compact state file (``sentinel_core.state_file``) and the JSON state of
-    earlier releases (its series are then in memory already)."""
+def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesRecords]:
+    """A state object, streamed: (the run state without the series, the series one by one as (id, the model's
+    per-series record)). Both encodings are read: the compact state file (``sentinel_core.state_file``) and the
+    JSON state of earlier releases (base64 records; its series are then in memory already)."""
     f = objects.open_binary(body)
     if state_file.is_state_file(f.peek(5)[:5]):
         header = state_file.read_header(f)
-        records = state_file.read_records(f)
-        return header, ((sid, state_file.unpack_series(blob)) for sid, blob in records)
+        return header, state_file.read_records(f)
     data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("detector"), dict):
         raise StoreError("the state object is not a JSON object with a 'detector'")
     series = data["detector"].pop("series", {})
     if not isinstance(series, dict):
         raise StoreError("the state's detector series are not a map")
-    return data, iter(series.items())
+    return data, ((str(sid), base64.b64decode(rec, validate=True)) for sid, rec in series.items())
 
 
 def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] | None:
-    """The saved state as one JSON-shaped dict (series lists under ``detector.series``), or None when the detector
-    never ran. For tools and tests: the detector itself streams it (:func:`recover_state`)."""
+    """The saved state as one JSON-shaped dict (series records base64-encoded under ``detector.series``, as
+    ``Detector.to_state``), or None when the detector never ran. For tools and tests: the detector itself streams
+    it (:func:`recover_state`)."""
     for key in (state_key(spec), legacy_state_key(spec)):
         try:
             obj = s3.get_object(Bucket=bucket, Key=key)
         except s3.exceptions.NoSuchKey:
             continue
         header, series = read_state(obj["Body"])
-        header.setdefault("detector", {})["series"] = dict(series)
+        header.setdefault("detector", {})["series"] = {
+            sid: base64.b64encode(rec).decode("ascii") for sid, rec in series
+        }
         return header
     return None
 
@@ -187,7 +188,7 @@ MAX_STATE_VERSIONS = 10  # older versions tried before re-warming: ~50 minutes o
 
 
 @dataclass
-class RecoveredState(Generic[T]):
+class RecoveredState[T]:
     """What :func:`recover_state` found: the parsed state (None: nothing usable, re-warm from history), the version
     it came from (None: the current object) and, when the current object was not usable, why."""
 
@@ -200,7 +201,7 @@ class RecoveredState(Generic[T]):
         return bool(self.problems)
 
 
-def recover_state(
+def recover_state[T](
     s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[objects.Readable], T]
 ) -> RecoveredState[T]:
     """The saved state parsed by ``parse`` from the object's body (``parse`` raises on an unreadable or implausible

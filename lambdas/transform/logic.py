@@ -6,6 +6,18 @@ One Firehose record in, one outcome out:
   dynamic-partitioning keys name the interval of the record's OWN timestamp (``layout.partition_keys``).
 * ``ProcessingFailed``: the payload is unusable. The reason code and message are logged and counted by the handler.
 
+**Identity (IoT pipelines).** The topic rule does not forward the device's bytes as they are: it wraps them in an
+envelope ``{"payload": "<the MQTT payload, base64>", "thing": "<topic level of the thing name>"}``
+(``SELECT encode(*, 'base64') AS payload, topic(N) AS thing``, see ``spec.iot_rule_sql``). The payload is opaque
+inside it, so a device cannot set or shadow ``thing``; the topic level is the thing name because the device policy
+lets a certificate publish on its own thing's topic only. Every document's location (the spec's identity
+dimension) must be one the thing may report for (``PipelineSpec.allowed_locations``: its own name, or its gateway
+list), else the record fails with ``identity_mismatch``; a record without the envelope fails with
+``missing_identity`` (it did not come through the rule).
+
+Reason codes of this module, beside those of ``sentinel_core.records``: ``not_base64``, ``missing_identity``,
+``identity_mismatch``, ``too_many_documents``, ``mixed_intervals``, ``response_too_large``, ``internal_error``.
+
 Where does the failure reason end up? The Firehose response schema has no per-record reason field (only
 ``recordId``, ``result``, ``data`` and ``metadata``), and Firehose's ``processing-failed`` error documents carry
 ``errorCode``/``errorMessage`` of *Firehose's* observation (``Lambda.ProcessingFailedStatus``) plus ``rawData`` and
@@ -13,6 +25,10 @@ Where does the failure reason end up? The Firehose response schema has no per-re
 unchanged (whatever Firehose writes as ``rawData``, it is the producer's bytes, never lost), the reason goes to
 the function's structured log and a per-reason metric, and :func:`explain_error_document` re-derives the exact
 reason from an error document: validation is deterministic given ``rawData`` and ``arrivalTimestamp``.
+
+Speed: a record is decoded once, its interval computed once (integer arithmetic on the epoch), the output line
+is assembled from cached pieces (``Record.to_json_line``), partition keys and their serialised size are cached
+per interval, and response sizes are computed arithmetically, never by serialising.
 """
 
 from __future__ import annotations
@@ -22,13 +38,12 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sentinel_core import layout
-from sentinel_core.intervals import floor_to_interval, interval_seconds
-from sentinel_core.records import Record, RecordError, decode_and_validate, validate
-from sentinel_core.spec import PipelineSpec
+from sentinel_core.records import Record, RecordError, latest_accepted, validate_until
+from sentinel_core.spec import IOT_ENVELOPE_PAYLOAD, IOT_ENVELOPE_THING, THING_NAME, PipelineSpec
 
 OK = "Ok"
 FAILED = "ProcessingFailed"
@@ -38,9 +53,10 @@ RESPONSE_TOO_LARGE = "response_too_large"
 # entry ({recordId, result, data}) is smaller than the request entry ({recordId, approximateArrivalTimestamp, data}),
 # so failing every record always fits when the request did.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 1024
+_COMPACT = (",", ":")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3 us a record; nothing mutates it
 class Outcome:
     """What became of one Firehose record."""
 
@@ -55,6 +71,7 @@ class Outcome:
     late: bool = False  # arrived after its interval closed (+ tolerance): delivered, but the detector may miss it
     reason: str = ""
     message: str = ""
+    thing: str = ""  # IoT: the publishing thing (from the rule's envelope)
 
     @property
     def result(self) -> str:
@@ -65,23 +82,51 @@ def arrival_datetime(arrival_ms: float) -> datetime:
     return datetime.fromtimestamp(arrival_ms / 1000.0, tz=UTC)
 
 
-def decode_documents(data: bytes, spec: PipelineSpec, now: datetime) -> list[Record]:
-    """Validate one payload: usually one JSON object, possibly several (newline-separated like the IoT rule's
-    ``separator`` or a Kinesis producer batching lines). Raises ``RecordError`` with the first problem."""
+# ------------------------------------------------------------------------------------------------------------------
+# Decoding
+# ------------------------------------------------------------------------------------------------------------------
+def _loads(text: str, what: str) -> Any:
     try:
-        return [decode_and_validate(data, spec, now=now)]
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError("not_json", f"{what} is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from exc
+    except (ValueError, RecursionError) as exc:  # integers beyond Python's digit limit, absurd nesting
+        raise RecordError("not_json", f"{what} is not usable JSON: {str(exc)[:200]}") from None
+
+
+def _text(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError("not_utf8", f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text or text.isspace():
+        raise RecordError("empty", "payload is empty")
+    return text
+
+
+def split_documents(text: str, limit: int) -> list[Any]:
+    """The JSON documents of one payload: one object, or several separated by whitespace (the IoT rule's
+    ``separator``, a Kinesis producer batching lines). At most ``limit`` (``too_many_documents``)."""
+    try:
+        return [_loads(text, "payload")]
     except RecordError as exc:
-        if exc.reason != "not_json" or "Extra data" not in str(exc):
+        cause = exc.__cause__
+        if not isinstance(cause, json.JSONDecodeError) or not cause.msg.startswith("Extra data"):
             raise
-    text = data.decode("utf-8")  # decode_and_validate proved it is UTF-8
     decoder = json.JSONDecoder()
-    out: list[Record] = []
+    out: list[Any] = []
     idx, n = 0, len(text)
     while True:
         while idx < n and text[idx] in " \t\r\n":
             idx += 1
         if idx >= n:
-            break
+            return out
+        if len(out) >= limit:
+            raise RecordError(
+                "too_many_documents",
+                f"the message holds more than {limit} JSON documents (max_documents_per_message); send fewer "
+                "readings per message",
+            )
         try:
             obj, idx = decoder.raw_decode(text, idx)
         except json.JSONDecodeError as err:
@@ -90,19 +135,92 @@ def decode_documents(data: bytes, spec: PipelineSpec, now: datetime) -> list[Rec
             ) from None
         except (ValueError, RecursionError) as err:
             raise RecordError("not_json", f"document {len(out) + 1} is not usable JSON: {str(err)[:200]}") from None
+        out.append(obj)
+
+
+def unwrap_iot_envelope(raw: bytes) -> tuple[str, bytes]:
+    """(thing name, device payload) of the IoT rule's envelope; ``missing_identity`` when it is not one."""
+    try:
+        env = json.loads(raw)
+    except (ValueError, RecursionError):
+        env = None
+    thing = env.get(IOT_ENVELOPE_THING) if isinstance(env, dict) else None
+    payload = env.get(IOT_ENVELOPE_PAYLOAD) if isinstance(env, dict) else None
+    if not isinstance(thing, str) or not isinstance(payload, str):
+        raise RecordError(
+            "missing_identity",
+            f"the record did not come through the stack's IoT rule (no {IOT_ENVELOPE_THING!r}/"
+            f"{IOT_ENVELOPE_PAYLOAD!r} envelope): the publishing device is unknown, so it is not accepted",
+        )
+    if not THING_NAME.fullmatch(thing):
+        raise RecordError("missing_identity", f"the envelope's thing {thing[:140]!r} is not an AWS IoT thing name")
+    try:
+        return thing, base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RecordError("not_base64", f"envelope payload: {exc}") from None
+
+
+def decode_documents(data: bytes, spec: PipelineSpec, now: datetime) -> list[Record]:
+    """Validate one payload (no envelope): its documents as records. Raises ``RecordError`` with the first problem."""
+    docs = split_documents(_text(data), spec.max_documents_per_message)
+    return _validate_all(docs, spec, latest_accepted(spec, now))
+
+
+def _validate_all(docs: list[Any], spec: PipelineSpec, latest: datetime) -> list[Record]:
+    out: list[Record] = []
+    for i, obj in enumerate(docs, 1):
         try:
-            out.append(validate(obj, spec, now))
+            out.append(validate_until(obj, spec, latest))
         except RecordError as err:
-            raise RecordError(err.reason, f"document {len(out) + 1}: {err}") from None
+            raise RecordError(err.reason, f"document {i}: {err}") from None
     return out
+
+
+def check_identity(records: Sequence[Record], thing: str, spec: PipelineSpec) -> None:
+    """Every record's location must be one ``thing`` may report for (``identity_mismatch`` otherwise)."""
+    allowed = spec.allowed_locations(thing)
+    for i, r in enumerate(records, 1):
+        location = r.dimensions[0]
+        if location not in allowed:
+            where = f"document {i}: " if len(records) > 1 else ""
+            shown = ", ".join(allowed[:5]) + (" ..." if len(allowed) > 5 else "")
+            raise RecordError(
+                "identity_mismatch",
+                f"{where}{spec.identity_dimension} {location!r} is not a location of the publishing thing "
+                f"{thing!r} (it may report for: {shown}); a device speaks only for its own location",
+            )
 
 
 def is_late(ts: datetime, arrival: datetime, spec: PipelineSpec, tolerance_seconds: int) -> bool:
     """True when the record arrived after its interval closed plus ``tolerance_seconds``."""
-    close = floor_to_interval(ts, spec.interval) + timedelta(seconds=interval_seconds(spec.interval))
-    return arrival > close + timedelta(seconds=tolerance_seconds)
+    step = spec.step_seconds
+    close = _start_of(ts, step) + step
+    return arrival.timestamp() > close + tolerance_seconds
 
 
+def _start_of(ts: datetime, step: int) -> int:
+    """Epoch second of the interval start ``ts`` falls in (intervals are aligned to the epoch)."""
+    return int(ts.timestamp() // step) * step
+
+
+_KEYS: dict[tuple[int, int], tuple[dict[str, str], int]] = {}
+
+
+def _partition(spec: PipelineSpec, start: int) -> tuple[dict[str, str], int]:
+    """Partition keys of the interval starting at epoch ``start`` and their compact-JSON length (cached)."""
+    key = (id(spec), start)
+    hit = _KEYS.get(key)
+    if hit is None:
+        if len(_KEYS) > 4096:
+            _KEYS.clear()
+        keys = layout.partition_keys(datetime.fromtimestamp(start, tz=UTC), spec)
+        hit = _KEYS[key] = (keys, len(json.dumps(keys, separators=_COMPACT)))
+    return hit
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One record
+# ------------------------------------------------------------------------------------------------------------------
 def transform_record(
     record_id: str, data_b64: str, arrival_ms: float, spec: PipelineSpec, late_tolerance_seconds: int = 0
 ) -> Outcome:
@@ -111,30 +229,43 @@ def transform_record(
         raw = base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         return Outcome(record_id, data_b64, len(data_b64), False, reason="not_base64", message=f"data: {exc}")
-    arrival = arrival_datetime(arrival_ms)
+    thing = ""
     try:
-        docs = decode_documents(raw, spec, arrival)
-        starts = {floor_to_interval(r.timestamp, spec.interval) for r in docs}
-        if len(starts) > 1:
-            shown = ", ".join(sorted(f"{s:%Y-%m-%d %H:%M}" for s in starts))
-            raise RecordError(
-                "mixed_intervals",
-                f"one Firehose record holds documents of {len(starts)} intervals ({shown}); "
-                "send one record per document so each lands in its own interval folder",
-            )
+        payload = raw
+        if spec.ingest == "iot":
+            thing, payload = unwrap_iot_envelope(raw)
+        latest = datetime.fromtimestamp(arrival_ms / 1000.0 + spec.future_tolerance_seconds, tz=UTC)
+        objs = split_documents(_text(payload), spec.max_documents_per_message)
+        docs = [validate_until(objs[0], spec, latest)] if len(objs) == 1 else _validate_all(objs, spec, latest)
+        if thing:
+            check_identity(docs, thing, spec)
+        step = spec.step_seconds
+        start = _start_of(docs[0].timestamp, step)
+        if len(docs) > 1:
+            starts = {_start_of(r.timestamp, step) for r in docs}
+            if len(starts) > 1:
+                shown = ", ".join(sorted(f"{datetime.fromtimestamp(s, tz=UTC):%Y-%m-%d %H:%M}" for s in starts))
+                raise RecordError(
+                    "mixed_intervals",
+                    f"one Firehose record holds documents of {len(starts)} intervals ({shown}); "
+                    "send one record per document so each lands in its own interval folder",
+                )
     except RecordError as exc:
-        return Outcome(record_id, data_b64, len(raw), False, reason=exc.reason, message=str(exc))
-    first = docs[0]
+        return Outcome(record_id, data_b64, len(raw), False, reason=exc.reason, message=str(exc), thing=thing)
+    keys, _ = _partition(spec, start)
+    late = arrival_ms / 1000.0 > start + step + late_tolerance_seconds
+    lines = docs[0].to_json_line(spec) if len(docs) == 1 else "".join(r.to_json_line(spec) for r in docs)
     return Outcome(
         record_id,
         data_b64,
         len(raw),
         True,
-        lines="".join(r.to_json_line(spec) for r in docs),
-        partition_keys=layout.partition_keys(first.timestamp, spec),
+        lines=lines,
+        partition_keys=keys,
         records=len(docs),
-        timestamp=first.timestamp,
-        late=any(is_late(r.timestamp, arrival, spec, late_tolerance_seconds) for r in docs),
+        timestamp=docs[0].timestamp,
+        late=late,
+        thing=thing,
     )
 
 
@@ -159,34 +290,34 @@ def safe_transform(record: Mapping[str, Any], spec: PipelineSpec, late_tolerance
         )
 
 
-def _ok_entry(o: Outcome) -> dict[str, Any]:
-    return {
-        "recordId": o.record_id,
-        "result": OK,
-        "data": base64.b64encode(o.lines.encode("utf-8")).decode("ascii"),
-        "metadata": {"partitionKeys": dict(o.partition_keys)},
-    }
-
-
-def _failed_entry(o: Outcome) -> dict[str, Any]:
-    return {"recordId": o.record_id, "result": FAILED, "data": o.original_b64}
-
-
-_COMPACT = (",", ":")
+# ------------------------------------------------------------------------------------------------------------------
+# The response
+# ------------------------------------------------------------------------------------------------------------------
 _OK_FRAME = len(
     json.dumps({"recordId": "", "result": OK, "data": "", "metadata": {"partitionKeys": ""}}, separators=_COMPACT)
 )
 _FAILED_FRAME = len(json.dumps({"recordId": "", "result": FAILED, "data": ""}, separators=_COMPACT))
 
 
+def _id_size(record_id: str) -> int:
+    """Serialised length of a record id without its quotes (Firehose's ids are plain ASCII: no escaping)."""
+    if record_id.isascii() and record_id.isalnum():
+        return len(record_id)
+    return len(json.dumps(record_id)) - 2
+
+
 def _size(entry: Mapping[str, Any]) -> int:
     """Serialised size of one response entry (+1 for the separator), without serialising the base64 payload."""
-    rid = len(json.dumps(entry["recordId"])) - 2
+    rid = _id_size(entry["recordId"])
     data = len(entry["data"])  # base64: never escaped
     if entry["result"] == OK:
         keys = len(json.dumps(entry["metadata"]["partitionKeys"], separators=_COMPACT)) - 2  # replaces the ""
         return _OK_FRAME + rid + data + keys + 1
     return _FAILED_FRAME + rid + data + 1
+
+
+def _b64_len(n: int) -> int:
+    return (n + 2) // 3 * 4
 
 
 def build_response(
@@ -199,7 +330,8 @@ def build_response(
     rest of the batch still fits; records that do not fit fail with ``response_too_large`` (kept in the error
     prefix) instead of the whole invocation failing.
     """
-    fallback = [_size(_failed_entry(o)) for o in outcomes]
+    ids = [_id_size(o.record_id) for o in outcomes]
+    fallback = [_FAILED_FRAME + rid + len(o.original_b64) + 1 for o, rid in zip(outcomes, ids, strict=True)]
     reserve = list(fallback)
     reserved = sum(reserve) + 64
     if reserved > max_bytes:
@@ -210,11 +342,12 @@ def build_response(
     used = 0
     entries: list[dict[str, Any]] = []
     final: list[Outcome] = []
-    for o, fb, rs in zip(outcomes, fallback, reserve, strict=True):
+    for o, rid, fb, rs in zip(outcomes, ids, fallback, reserve, strict=True):
         reserved -= rs
         if o.ok:
-            entry = _ok_entry(o)
-            size = _size(entry)
+            body = o.lines.encode("utf-8")
+            start_keys = o.partition_keys
+            size = _OK_FRAME + rid + _b64_len(len(body)) + _keys_len(start_keys) - 2 + 1
             if used + size + reserved > max_bytes:
                 o = Outcome(
                     o.record_id,
@@ -223,14 +356,41 @@ def build_response(
                     False,
                     reason=RESPONSE_TOO_LARGE,
                     message=f"normalised batch would exceed the {max_bytes}-byte Lambda response limit",
+                    thing=o.thing,
                 )
-                entry, size = _failed_entry(o), fb
+                entries.append({"recordId": o.record_id, "result": FAILED, "data": o.original_b64})
+                size = fb
+            else:
+                entries.append(
+                    {
+                        "recordId": o.record_id,
+                        "result": OK,
+                        "data": base64.b64encode(body).decode("ascii"),
+                        "metadata": {"partitionKeys": start_keys},  # shared per interval, serialised as is
+                    }
+                )
         else:
-            entry, size = _failed_entry(o), fb
+            entries.append({"recordId": o.record_id, "result": FAILED, "data": o.original_b64})
+            size = fb
         used += size
-        entries.append(entry)
         final.append(o)
     return {"records": entries}, final
+
+
+_KEYS_LEN: dict[int, tuple[Mapping[str, str], int]] = {}
+
+
+def _keys_len(keys: Mapping[str, str]) -> int:
+    """Compact-JSON length of a partition-keys dict. Outcomes share the dicts of ``_partition`` (a batch spans a
+    handful of intervals), so the length is remembered per dict object (held, so its id cannot be reused)."""
+    hit = _KEYS_LEN.get(id(keys))
+    if hit is not None and hit[0] is keys:
+        return hit[1]
+    size = len(json.dumps(dict(keys), separators=_COMPACT))
+    if len(_KEYS_LEN) > 4096:
+        _KEYS_LEN.clear()
+    _KEYS_LEN[id(keys)] = (keys, size)
+    return size
 
 
 @dataclass
@@ -254,7 +414,7 @@ def summarise(outcomes: Iterable[Outcome]) -> BatchSummary:
             s.ok += 1
             s.documents += o.records
             s.late += int(o.late)
-            s.bytes_out += len(o.lines.encode("utf-8"))
+            s.bytes_out += len(o.lines) if o.lines.isascii() else len(o.lines.encode("utf-8"))
         else:
             s.failed += 1
             s.failed_by_reason[o.reason] = s.failed_by_reason.get(o.reason, 0) + 1

@@ -38,19 +38,20 @@ def replay_scores(
     the plots show as context) — and the final model state (to compare with the Lambda's).
     """
     step = interval_seconds(spec.interval)
-    detector = Detector(step)
+    detector = Detector(step, timezone=spec.timezone)
+    zero = {m.name for m in spec.measures if m.aggregation == "SUM"}  # as the runner: no record of a count is 0
     by_interval = aggregate(history, spec)
     out: dict[str, list[PointScore]] = {}
     if by_interval:
         starts = sorted(by_interval)
         for start in interval_range(starts[0], starts[-1] + timedelta(seconds=step), step):
-            scored = detector.score(start, by_interval.get(start, {}))
+            scored = detector.score_valid(start, by_interval.get(start, {}), zero_fill=zero)[0].points
             if context_from is not None and start >= context_from:
                 for p in scored:
                     out.setdefault(p.series.id, []).append(p)
     live_by = aggregate(live, spec)
     for start in interval_range(live_start, last_interval + timedelta(seconds=step), step):
-        for p in detector.score(start, live_by.get(start, {})):
+        for p in detector.score_valid(start, live_by.get(start, {}), zero_fill=zero)[0].points:
             out.setdefault(p.series.id, []).append(p)
     return out, detector.to_state()
 

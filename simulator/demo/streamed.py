@@ -73,7 +73,9 @@ class Stream:
 
     def drain(self, live_end: datetime) -> None:
         """Let the last interval close, Firehose flush and the detector score it; then take the ledger's counts."""
-        final = live_end + timedelta(seconds=2 * self.step + self.offset + 120)
+        # The detector run that scores the last interval with data (live_end - step), and no later one: a later
+        # interval has no records because the simulation ended, and zero-filled counts would call that an outage.
+        final = live_end + timedelta(seconds=self.offset + 120)
         self.tick(final)
         self.pipeline.flush(final, force=True)
         ledger = self.pipeline.ledger

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,10 @@ def synth_context(spec: PipelineSpec) -> dict[str, Any]:
 
 
 def source_hash(context: dict[str, Any]) -> str:
-    """Hash of the context and of every file the synthesized stack depends on (app, cdk.json, infra/, lambdas/)."""
+    """Hash of the context and of every file the synthesized stack depends on (app, cdk.json, the deploy lock and the
+    Powertools pin the layer is derived from, infra/, lambdas/)."""
     h = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
-    files = [ROOT / "app.py", ROOT / "cdk.json", ROOT / "requirements.txt"]
+    files = [ROOT / "app.py", ROOT / "cdk.json", *(ROOT / "requirements" / f for f in ("deploy.lock", "lambda.in"))]
     for folder in ("infra", "lambdas"):
         files += sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
     for f in files:
@@ -46,8 +49,18 @@ def source_hash(context: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def use_project_node() -> None:
+    """jsii runs ``node`` from PATH. Where the system Node is older than 22, ``make setup`` links Node 22 into the
+    venv: put the venv's bin first so that a demo started as ``.venv/bin/python -m simulator demo`` uses it too."""
+    venv_bin = Path(sys.executable).parent
+    path = os.environ.get("PATH", "")
+    if (venv_bin / "node").exists() and not path.startswith(f"{venv_bin}{os.pathsep}"):
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{path}"
+
+
 def synthesize(context: dict[str, Any], outdir: Path) -> None:
     """Real CDK synth of the app with ``context`` into ``outdir`` (imports aws_cdk: only when synthesizing)."""
+    use_project_node()
     try:
         build_app = importlib.import_module("infra.app").build_app
     except ModuleNotFoundError as exc:

@@ -22,6 +22,8 @@ from infra.config import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
+_LAYER = "arn:aws:lambda:eu-west-1:017000801446:layer:"
+
 
 def cfg(**ctx: Any) -> SentinelConfig:
     return SentinelConfig.from_context(ctx)
@@ -38,7 +40,7 @@ def test_defaults_come_from_the_config_fields() -> None:
     assert c.stack_name == default_stack_name(DEFAULT_PRESET)
     assert c.detector_id == c.detector_name == default_detector_id(DEFAULT_PRESET)
     defaults = field_defaults()
-    assert {"log_retention_days", "powertools_layer_version", "schedule_offset_seconds"} <= set(defaults)
+    assert {"log_retention_days", "powertools_layer_arn", "schedule_offset_seconds"} <= set(defaults)
     assert {name: getattr(c, name) for name in defaults} == defaults
 
 
@@ -82,16 +84,18 @@ def test_cli_strings_are_parsed() -> None:
         dimensions='["LOCATION_ID", "FLOOR"]',
         log_retention_days="14",
         schedule_offset_seconds="300",
-        powertools_layer_version="28",
+        powertools_layer_arn="arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:30",
         alert_filter='{"measures": ["CO"], "dimensions": {"LOCATION_ID": ["B-101"]}}',
     )
     assert c.alert_emails == ("a@example.com", "b@example.org")
     assert c.alert_phones == ("+14155550100", "+442071838750")
     assert c.spec.severity_threshold == 85.5
     assert c.spec.interval == "PT1H"
-    assert c.spec.measures == (Measure("CO", "AVG", "ppm"), Measure("NO2", "SUM"))
+    # CO keeps the preset's unit and plausible range; NO2 is a new measure here (no range).
+    assert c.spec.measures == (get_preset("air-quality").measure("CO"), Measure("NO2", "SUM"))
     assert c.spec.dimensions == ("LOCATION_ID", "FLOOR")
-    assert (c.log_retention_days, c.schedule_offset_seconds, c.powertools_layer_version) == (14, 300, 28)
+    assert (c.log_retention_days, c.schedule_offset_seconds) == (14, 300)
+    assert c.powertools_layer_arn.endswith(":layer:AWSLambdaPowertoolsPythonV3-python312-arm64:30")
     assert json.loads(c.alert_filter_json) == {"dimensions": {"LOCATION_ID": ["B-101"]}, "measures": ["CO"]}
 
 
@@ -134,9 +138,12 @@ def test_json_context_values() -> None:
         ({"alert_filter": {"measures": ["PM25"]}}, "PM25"),
         ({"dimensions": "LOCATION_ID,LOCATION_ID"}, "unique"),
         ({"measures": "CO,LOCATION_ID"}, "unique"),
-        ({"powertools_layer_version": "latest"}, "whole number"),
+        ({"powertools_layer_arn": "AWSLambdaPowertoolsPythonV3-python312-arm64:30"}, "not a layer version ARN"),
+        ({"powertools_layer_arn": f"{_LAYER}AWSLambdaPowertoolsPythonV3-python312-x86_64:27"}, "arm64 / python3.12"),
+        ({"powertools_layer_arn": f"{_LAYER}AWSLambdaPowertoolsPythonV3-python313-arm64:9"}, "arm64 / python3.12"),
         ({"alert_emails": '["ok@example.com",'}, "invalid JSON"),
         ({"console_base_url": "http://example.com"}, "https://"),
+        ({"timezone": "Mars/Olympus_Mons"}, "context 'timezone': 'Mars/Olympus_Mons' is not an IANA time zone"),
     ],
 )
 def test_clear_errors(ctx: dict[str, Any], message: str) -> None:
@@ -174,3 +181,9 @@ def test_series_caps_default_to_the_capacity_figures_and_size_the_detector() -> 
 def test_series_caps_errors_name_the_key(ctx: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         cfg(**ctx)
+
+
+def test_timezone_reaches_the_pipeline_spec() -> None:
+    c = SentinelConfig.from_context({"preset": "ecommerce", "timezone": "Europe/Berlin"})
+    assert c.spec.timezone == "Europe/Berlin"
+    assert SentinelConfig.from_context({}).spec.timezone == "UTC"

@@ -33,6 +33,11 @@ def render_lookout(template: str, start: datetime) -> str:
     return template.replace("{{yyyyMMdd}}", start.strftime("%Y%m%d")).replace("{{HHmm}}", start.strftime("%H%M"))
 
 
+def iot_rule_output(payload: bytes, thing: str) -> bytes:
+    """What the stack's topic rule hands Firehose for ``payload`` published by ``thing`` (spec.iot_rule_sql)."""
+    return (json.dumps({"payload": base64.b64encode(payload).decode(), "thing": thing}) + "\n").encode()
+
+
 def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
     """Partition keys the transform returns for one record with timestamp ``ts`` (arriving 30 s later)."""
     spec = synth.spec()
@@ -52,7 +57,7 @@ def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
             {
                 "recordId": "r1",
                 "approximateArrivalTimestamp": int(arrival.timestamp() * 1000),
-                "data": base64.b64encode(json.dumps(doc).encode()).decode(),
+                "data": base64.b64encode(iot_rule_output(json.dumps(doc).encode(), "B-101")).decode(),
             }
         ],
     }

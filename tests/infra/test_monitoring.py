@@ -10,7 +10,7 @@ from sentinel_core.intervals import interval_seconds
 from sentinel_core.spec import get_preset
 
 from infra.config import default_stack_name
-from infra.monitoring import MAX_EVALUATION_SECONDS, TRANSFORM_FAILURE_PERCENT
+from infra.monitoring import FIREHOSE_LIMIT_SHARE, MAX_EVALUATION_SECONDS, TRANSFORM_FAILURE_PERCENT
 from tests.support.assembly import Synth
 
 
@@ -42,12 +42,26 @@ def metric_names(props: dict[str, Any]) -> set[str]:
     return names
 
 
+# What a Firehose stream counts as taken in, by its source (AWS/Firehose metrics): Direct PUT emits IncomingRecords,
+# a stream reading a Kinesis data stream emits DataReadFromKinesisStream.Records and leaves IncomingRecords empty.
+INGESTED_METRIC = {"DirectPut": "IncomingRecords", "KinesisStreamAsSource": "DataReadFromKinesisStream.Records"}
+
+
+def stream_type(synth: Synth) -> str:
+    (stream,) = synth.of_type("AWS::KinesisFirehose::DeliveryStream").values()
+    return str(stream["Properties"]["DeliveryStreamType"])
+
+
+def alarms_on(synth: Synth, metric: str) -> list[dict[str, Any]]:
+    return [p for p in alarms(synth).values() if metric in metric_names(p)]
+
+
 def test_one_dashboard_per_pipeline(synth: Synth) -> None:
     (dash,) = synth.of_type("AWS::CloudWatch::Dashboard").values()
     assert dash["Properties"]["DashboardName"].startswith(default_stack_name(synth.preset))
     body = flat(dash["Properties"]["DashboardBody"])
     wanted = [
-        "IncomingRecords",  # records ingested
+        INGESTED_METRIC[stream_type(synth)],  # records ingested
         "RecordsOk",
         "RecordsFailed",
         "RecordsLate",  # transform ok / failed / late (Powertools metrics of the transform)
@@ -117,7 +131,8 @@ def test_no_data_alarm_for_streaming_ingest(synth: Synth) -> None:
     names = [str(p.get("AlarmName", "")) for p in alarms(synth).values()]
     if spec.ingest in ("iot", "kinesis"):
         no_data = alarm_named(synth, "NoData")
-        assert metric_names(no_data) == {"IncomingRecords"}
+        assert metric_names(no_data) == {INGESTED_METRIC[stream_type(synth)]}
+        assert (stream_type(synth) == "KinesisStreamAsSource") is (spec.ingest == "kinesis")
         assert no_data["TreatMissingData"] == "breaching"
         period = no_data["Metrics"][0]["MetricStat"]["Period"] if "Metrics" in no_data else no_data["Period"]
         assert period == interval_seconds(spec.interval)
@@ -203,3 +218,43 @@ def test_detector_contained_failures_alarm_at_the_first_occurrence(synth: Synth)
         alarm = alarm_named(synth, f"Detector{name}")
         assert metric_names(alarm) == {name}
         assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_firehose_throttling_and_quota_alarms_match_its_source(synth: Synth) -> None:
+    if stream_type(synth) == "DirectPut":
+        (throttled,) = alarms_on(synth, "ThrottledRecords")
+        assert throttled["Threshold"] == 0 and throttled["ComparisonOperator"] == "GreaterThanThreshold"
+        for used, limit in (
+            ("IncomingRecords", "RecordsPerSecondLimit"),
+            ("IncomingBytes", "BytesPerSecondLimit"),
+            ("IncomingPutRequests", "PutRequestsPerSecondLimit"),
+        ):
+            (alarm,) = [a for a in alarms_on(synth, limit) if used in metric_names(a)]
+            assert alarm["Threshold"] == FIREHOSE_LIMIT_SHARE, limit
+        assert not alarms_on(synth, "ThrottledGetRecords")
+    else:  # reading a Kinesis stream: the Direct PUT quotas do not apply, the read side does
+        assert not alarms_on(synth, "ThrottledRecords") and not alarms_on(synth, "RecordsPerSecondLimit")
+        assert len(alarms_on(synth, "ThrottledGetRecords")) == 1
+        (behind,) = alarms_on(synth, "KinesisMillisBehindLatest")
+        assert behind["Threshold"] == 120_000  # the default schedule offset, 120 s
+
+
+def test_the_kinesis_source_stream_is_watched(synth: Synth) -> None:
+    streams = synth.of_type("AWS::Kinesis::Stream")
+    kinesis_metrics = {"GetRecords.IteratorAgeMilliseconds", "WriteProvisionedThroughputExceeded"}
+    kinesis_metrics |= {"PutRecords.ThrottledRecords", "PutRecords.FailedRecords"}
+    if not streams:
+        assert not [m for m in kinesis_metrics if alarms_on(synth, m)]
+        return
+    ((stream_id, _),) = streams.items()
+    for metric in kinesis_metrics:
+        (alarm,) = alarms_on(synth, metric)
+        assert stream_id in flat(alarm), f"{metric} alarm does not watch the source stream"
+    (age,) = alarms_on(synth, "GetRecords.IteratorAgeMilliseconds")
+    assert age["Threshold"] == 120_000
+
+
+def test_both_topics_alarm_on_failed_notifications(synth: Synth) -> None:
+    topic_ids = {synth.by_marker("ops-topic")[0], synth.by_marker("alert-topic")[0]}
+    watched = {tid for a in alarms_on(synth, "NumberOfNotificationsFailed") for tid in topic_ids if tid in flat(a)}
+    assert watched == topic_ids

@@ -10,16 +10,13 @@ from aws_cdk.assertions import Match, Template
 from sentinel_core import layout
 from sentinel_core.spec import get_preset
 
-from infra.common import MARKER_METADATA_KEY, METRICS_NAMESPACE, POWERTOOLS_ACCOUNT
+from infra.common import MARKER_METADATA_KEY, METRICS_NAMESPACE
 from infra.config import FIREHOSE_BUFFER_SECONDS, SentinelConfig, default_detector_id
 from infra.delivery import BUFFER_MB
 from tests.support.assembly import Synth, SynthCache
 
 # Every synth here uses the configuration's defaults for what it does not set.
 DEFAULTS = SentinelConfig.from_context({})
-POWERTOOLS = (
-    f"{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:{DEFAULTS.powertools_layer_version}"
-)
 
 
 def flat(value: Any) -> str:
@@ -93,8 +90,9 @@ def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None
         package = fn["Metadata"][MARKER_METADATA_KEY]  # a function's marker is its handler package
         assert p["Handler"] == f"{package}.app.lambda_handler"
         assert p["Runtime"] == "python3.12"
+        assert p["Architectures"] == ["arm64"]
         assert p["TracingConfig"] == {"Mode": "Active"}
-        assert POWERTOOLS in flat(p["Layers"])
+        assert len(p["Layers"]) == 1  # Powertools: tests/infra/test_powertools_layer.py checks which build
         env = p["Environment"]["Variables"]
         assert env["SENTINEL_SPEC"] == spec_json
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
@@ -212,7 +210,10 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     stream_id, _ = synth.by_marker("delivery-stream")
     _, rule = synth.by_marker("iot-rule")
     payload = rule["Properties"]["TopicRulePayload"]
-    assert payload["Sql"] == f"SELECT * FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608 - IoT rule SQL
+    # Each message wrapped with the publishing thing's name (its topic level), the payload opaque inside.
+    assert payload["Sql"] == (
+        f"SELECT encode(*, 'base64') AS payload, topic(3) AS thing FROM '{spec.topic_root}/+/telemetry'"  # noqa: S608
+    )
     (action,) = payload["Actions"]
     assert action["Firehose"]["Separator"] == "\n"
     assert action["Firehose"]["DeliveryStreamName"] == {"Ref": stream_id}
@@ -234,7 +235,20 @@ def test_iot_rule_and_device_policy(synth: Synth) -> None:
     _, auto = synth.by_marker("automation")
     auto_role = auto["Properties"]["Role"]["Fn::GetAtt"][0]
     publish = [s for s in policy_statements_of_role(synth, auto_role) if "iot:Publish" in as_list(s["Action"])]
-    assert len(publish) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(publish[0]["Resource"])
+    allow = [s for s in publish if s["Effect"] == "Allow"]
+    deny = [s for s in publish if s["Effect"] == "Deny"]
+    assert len(allow) == 1 and f":topic/{spec.topic_root}/*/commands" in flat(allow[0]["Resource"])
+    # IAM's '*' matches '/' too: the deny of two or more levels leaves exactly one (<root>/<thing>/commands).
+    assert len(deny) == 1 and f":topic/{spec.topic_root}/*/*/commands" in flat(deny[0]["Resource"])
+    import fnmatch
+
+    def allowed(topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, f"{spec.topic_root}/*/commands") and not fnmatch.fnmatchcase(
+            topic, f"{spec.topic_root}/*/*/commands"
+        )
+
+    assert allowed(f"{spec.topic_root}/B-101/commands")
+    assert not allowed(f"{spec.topic_root}/a/b/commands") and not allowed(f"{spec.topic_root}/B-101/telemetry")
 
 
 def test_alert_topic_encrypted_tls_only_with_subscriptions(synth_cache: SynthCache) -> None:

@@ -57,20 +57,48 @@ def test_template_is_what_the_runtime_plays(pipeline: LocalPipeline) -> None:
 
 def test_iot_messages_land_in_their_interval_folders_and_errors_keep_reasons(pipeline: LocalPipeline) -> None:
     spec = spec_of(pipeline)
-    thing = "sensor-7"
-    topic = spec.telemetry_topic(thing)
-    sent: list[tuple[str, Any]] = [
-        ("ok", {"TIMESTAMP": "2026-03-23 10:04:59", "LOCATION_ID": "B-101", "CO": 2.6, "SO2": 62, "NO2": 57}),
-        ("ok", {"TIMESTAMP": "2026-03-23T10:05:00Z", "LOCATION_ID": "B-101", "CO": 2.7, "SO2": 61, "NO2": 55}),
-        ("ok", {"TIMESTAMP": "2026-03-23T15:37:00+05:30", "LOCATION_ID": "B-102", "CO": 1, "SO2": 1, "NO2": 1}),
-        ("ok", {"TIMESTAMP": 1774260420000, "LOCATION_ID": "B-103", "CO": "3.5", "SO2": 60, "NO2": 50}),
-        ("not_json", b'{"TIMESTAMP": "2026-03-23 10:05", "LOCATION_ID": '),
-        ("bad_measure", {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-101", "CO": "NaN", "SO2": 1, "NO2": 1}),
-        ("missing_dimension", {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "", "CO": 1, "SO2": 1, "NO2": 1}),
-        ("future_timestamp", {"TIMESTAMP": "2026-03-23 12:00", "LOCATION_ID": "B-1", "CO": 1, "SO2": 1, "NO2": 1}),
-        ("bad_measure", {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-1", "CO": True, "SO2": 1, "NO2": 1}),
+    # (expected reason, publishing thing, payload): each device publishes on its own thing's topic, as the device
+    # policy enforces; the last ones speak for a location that is not theirs.
+    sent: list[tuple[str, str, Any]] = [
+        ("ok", "B-101", {"TIMESTAMP": "2026-03-23 10:04:59", "LOCATION_ID": "B-101", "CO": 2.6, "SO2": 62, "NO2": 57}),
+        ("ok", "B-101", {"TIMESTAMP": "2026-03-23T10:05:00Z", "LOCATION_ID": "B-101", "CO": 2.7, "SO2": 61, "NO2": 55}),
+        (
+            "ok",
+            "B-102",
+            {"TIMESTAMP": "2026-03-23T15:37:00+05:30", "LOCATION_ID": "B-102", "CO": 1, "SO2": 1, "NO2": 1},
+        ),
+        ("ok", "B-103", {"TIMESTAMP": 1774260420000, "LOCATION_ID": "B-103", "CO": "3.5", "SO2": 60, "NO2": 50}),
+        ("not_json", "B-101", b'{"TIMESTAMP": "2026-03-23 10:05", "LOCATION_ID": '),
+        (
+            "bad_measure",
+            "B-101",
+            {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-101", "CO": "NaN", "SO2": 1, "NO2": 1},
+        ),
+        (
+            "missing_dimension",
+            "B-101",
+            {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "", "CO": 1, "SO2": 1, "NO2": 1},
+        ),
+        (
+            "future_timestamp",
+            "B-1",
+            {"TIMESTAMP": "2026-03-23 12:00", "LOCATION_ID": "B-1", "CO": 1, "SO2": 1, "NO2": 1},
+        ),
+        ("bad_measure", "B-1", {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-1", "CO": True, "SO2": 1, "NO2": 1}),
+        (
+            "identity_mismatch",
+            "sensor-7",
+            {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-101", "CO": 1, "SO2": 1, "NO2": 1},
+        ),
+        # A "thing" field of its own changes nothing: the rule wraps the payload, it cannot shadow the topic's thing.
+        (
+            "identity_mismatch",
+            "sensor-7",
+            {"TIMESTAMP": "2026-03-23 10:06", "LOCATION_ID": "B-101", "thing": "B-101", "CO": 1, "SO2": 1, "NO2": 1},
+        ),
     ]
-    for i, (_, payload) in enumerate(sent):
+    for i, (_, thing, payload) in enumerate(sent):
+        topic = spec.telemetry_topic(thing)
         assert pipeline.publish(topic, payload, now=T0 + timedelta(seconds=i), client_id=thing) == 1
     pipeline.flush(T0 + timedelta(minutes=5))  # past the stream's buffering interval
     assert pipeline.pending == 0
@@ -95,16 +123,18 @@ def test_iot_messages_land_in_their_interval_folders_and_errors_keep_reasons(pip
     docs = [json.loads(line) for body in errors.values() for line in body.decode().splitlines()]
     from transform.logic import explain_error_document
 
-    expected = sorted(reason for reason, _ in sent if reason != "ok")
+    expected = sorted(reason for reason, _, _ in sent if reason != "ok")
     assert sorted(explain_error_document(d, spec)[0] for d in docs) == expected
     for d in docs:
         assert d["errorCode"] == "Lambda.ProcessingFailedStatus"
         assert d["lambdaArn"] == pipeline.function("transform").arn
-        assert base64.b64decode(d["rawData"]).endswith(b"\n")  # the producer's bytes + the rule's separator
+        raw = base64.b64decode(d["rawData"])
+        assert raw.endswith(b"\n")  # the rule's envelope + its separator
+        assert set(json.loads(raw)) == {"payload", "thing"}  # the producer's bytes are kept inside it, base64
 
     ledger = pipeline.ledger
     assert ledger.records_in == len(sent) == ledger.delivered + ledger.failed + ledger.dropped + pipeline.pending
-    assert (ledger.delivered, ledger.failed) == (4, 5)
+    assert (ledger.delivered, ledger.failed) == (4, 7)
     assert ledger.lambda_invocations[pipeline.function("transform").name] == 1
 
 

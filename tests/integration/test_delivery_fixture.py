@@ -18,7 +18,7 @@ from sentinel_core import layout
 from sentinel_core.spec import get_preset
 
 from local_aws import LocalPipeline
-from local_aws.iot import RuleSql, topic_matches
+from local_aws.iot import RuleSql, RuleSqlError, topic_matches
 from local_aws.schedule import Schedule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def _template(compression: str = "UNCOMPRESSED") -> dict[str, Any]:
                 "Type": "AWS::IoT::TopicRule",
                 "Properties": {
                     "TopicRulePayload": {
-                        "Sql": f"SELECT * FROM '{SPEC.telemetry_topic_filter}'",  # noqa: S608
+                        "Sql": SPEC.iot_rule_sql(),  # the stack's: payload wrapped with the thing name
                         "AwsIotSqlVersion": "2016-03-23",
                         "Actions": [
                             {
@@ -146,7 +146,7 @@ def reading(minute: int, loc: str = "B-101", **over: Any) -> dict[str, Any]:
 
 
 def test_iot_publish_to_interval_folders_and_errors(pipeline: LocalPipeline) -> None:
-    topic = SPEC.telemetry_topic("sensor-1")
+    topic = SPEC.telemetry_topic("B-101")  # the device of location B-101 (thing name = location)
     good = [reading(m) for m in (3, 4, 5, 7)]
     for i, rec in enumerate(good):
         pipeline.publish(topic, rec, now=T0 + timedelta(seconds=i))
@@ -200,7 +200,7 @@ def test_gzip_and_function_error_retries(tmp_path: Path, monkeypatch: pytest.Mon
             raise RuntimeError("out of memory")
 
         fn._fn = broken
-        p.put_firehose(next(iter(p.firehoses)), json.dumps(reading(7)), now=T0)
+        p.publish(SPEC.telemetry_topic("B-101"), reading(7), now=T0)
         p.flush(T0, force=True)
         assert len(calls) == 4  # first attempt + NumberOfRetries (default 3)
         [(key, body)] = objects(p, "").items()
@@ -226,6 +226,13 @@ def test_topic_filters_and_sql() -> None:
     out = sql.apply("sentinel/air-quality/s-9/telemetry", b'{"CO": 1}', T0)
     assert out is not None and json.loads(out) == {"CO": 1, "thing": "s-9"}
     assert sql.apply("sentinel/other/s-9/telemetry", b"{}", T0) is None
+    # The stack's form: any payload (JSON or not) wrapped opaque, so a payload field cannot shadow the thing name.
+    wrap = RuleSql.parse(SPEC.iot_rule_sql())
+    for payload in (b'{"CO": 1, "thing": "forged"}', b"not json at all\n", b""):
+        env = json.loads(wrap.apply("sentinel/air-quality/s-9/telemetry", payload, T0) or b"null")
+        assert env == {"payload": base64.b64encode(payload).decode(), "thing": "s-9"}
+    with pytest.raises(RuleSqlError, match="only 'base64'"):
+        RuleSql.parse("SELECT encode(*, 'hex') AS p FROM 'a/+'")
 
 
 def test_schedules() -> None:

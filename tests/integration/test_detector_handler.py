@@ -295,3 +295,17 @@ def test_feedback_not_anomaly_is_honoured_on_the_next_run(env: Env, verdict: str
     else:
         assert second["feedback_applied"] == 0
         assert second["anomalies"] == 1  # without feedback the same value is still an anomaly
+
+
+def test_a_state_of_an_older_detector_version_re_warms_instead_of_failing_every_run(env: Env) -> None:
+    env.put_interval(LIVE)
+    env.invoke(LIVE)
+    old = env.state()
+    v1_series = {"CO|LOCATION_ID=B-101": [0, 1]}
+    old["detector"] = {"version": 1, "interval_seconds": int(STEP.total_seconds()), "series": v1_series}
+    store.save_state(env.s3, BUCKET, SPEC, old)
+    env.put_interval(LIVE + STEP)
+    report = env.invoke(LIVE + STEP)
+    assert report["rewarmed"] is True and report["warmup_intervals"] == HISTORY_DAYS * 288
+    assert report["last_interval"] == (LIVE + STEP).isoformat()
+    assert env.state()["detector"]["version"] == 2

@@ -127,7 +127,9 @@ class Harness:
         return out
 
     def raw(self, doc: dict[str, Any]) -> bytes:
-        return base64.b64decode(doc["rawData"])
+        """The producer's bytes of an error document: inside the IoT rule's envelope (``spec.iot_rule_sql``)."""
+        envelope = json.loads(base64.b64decode(doc["rawData"]))
+        return base64.b64decode(envelope["payload"])
 
 
 @pytest.fixture
@@ -173,7 +175,8 @@ def test_transform_raising_for_one_record_fails_only_that_record(
     real = logic.transform_record
 
     def chokes_on_poison(record_id: str, data_b64: str, *args: Any, **kwargs: Any) -> Any:
-        if b"POISON" in base64.b64decode(data_b64):
+        envelope = json.loads(base64.b64decode(data_b64))  # the rule's {"payload", "thing"}
+        if b"POISON" in base64.b64decode(envelope["payload"]):
             raise RuntimeError("injected: the transform has a bug for this record")
         return real(record_id, data_b64, *args, **kwargs)
 

@@ -1,9 +1,9 @@
 """``publish`` end to end against a real Mosquitto broker with mutual TLS on localhost.
 
 The test makes its own CA, a server certificate for localhost/127.0.0.1 and client certificates, starts
-``mosquitto`` on a free port with ``require_certificate true``, listens with a second MQTT client (the same
-AWS IoT Device SDK) and runs ``python -m simulator publish`` as a real subprocess. Without a broker the test
-fails (``make setup`` installs it); it never skips.
+``mosquitto`` on a free port with ``require_certificate true``, listens with a second MQTT 5 client (the same
+AWS IoT Device SDK client) and runs ``python -m simulator publish`` as a real subprocess. Without a broker the test
+fails (``make test`` installs it); it never skips.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -115,7 +116,7 @@ def mosquitto_binary() -> str:
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
     )
     if not found:
-        pytest.fail("mosquitto is not installed: run 'make setup' (installs Debian's mosquitto package)")
+        pytest.fail("mosquitto is not installed: run 'make broker' (installs the OS package; make test does it)")
     return found
 
 
@@ -234,7 +235,10 @@ class Listener:
 
     def __init__(self, broker: Broker, client_id: str) -> None:
         cert, key = broker.client("listener")
-        self.device = Device(DeviceSettings("localhost", broker.port, cert, key, client_id, ca=broker.ca))
+        self.events: list[str] = []  # the device's own reports: "connection resumed (...)", "subscription ..."
+        self.device = Device(
+            DeviceSettings("localhost", broker.port, cert, key, client_id, ca=broker.ca), on_event=self.events.append
+        )
         self.messages: list[bytes] = []
         self._lock = threading.Lock()
 
@@ -254,6 +258,19 @@ class Listener:
     def count(self) -> int:
         with self._lock:
             return len(self.messages)
+
+    def distinct(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return {_key_of(m) for m in self.messages}
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``done`` (an observable state, not a duration) until it holds; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def wait_for(self, n: int, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
@@ -394,36 +411,89 @@ def test_certificate_from_another_ca_is_rejected_clearly(broker: Broker, dataset
     assert elapsed < 25, f"took {elapsed:.0f}s: a rejected certificate must fail fast, not hang"
 
 
+class Output:
+    """Reads a subprocess's combined output on a thread so the test can wait for a line without blocking."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: any(needle in line for line in self._lines), timeout=timeout)
+
+    def close(self) -> str:
+        self._thread.join(timeout=10)
+        return self.text()
+
+
 def test_broker_restart_mid_replay_loses_nothing(certs: tuple[Path, Path, tuple[Path, Path]], dataset: Path) -> None:
-    """The broker goes away mid-replay: publish reconnects with backoff and re-sends what was not acknowledged.
+    """The broker goes away mid-replay: publish reconnects with backoff, rejoins its MQTT 5 session and re-sends
+    what was not acknowledged.
 
     QoS 1 is at-least-once, so a message the broker took just before dying may come twice; none may be missing.
     The broker persists sessions, so the listener's subscription and its queued messages survive the restart.
+    Every step waits for an observable event, never for a duration: the replay is under way (30 messages
+    arrived); the publisher is frozen (SIGSTOP) so it cannot race ahead while the broker restarts; the listener is
+    back with its subscription (kept in its session, or restored by the device); only then is the publisher thawed,
+    finds its connection gone, reconnects and finishes.
     """
     b = make_broker(*certs, persist=True)
     b.start()
     history = dataset / "historical_data.json"
     expected = {(r["TIMESTAMP"], r["LOCATION_ID"]) for r in read_records(history)}
+    # 20 msg/s: the replay lasts len(expected) / 20 s (~11 s), far longer than the steps below before SIGSTOP.
+    proc: subprocess.Popen[str] | None = None
     try:
         with Listener(b, "listener-restart") as listener:
             proc = subprocess.Popen(
-                publish_cmd(b, "--file", str(history), "--rate", "60", "--ack-timeout", "5"),
+                publish_cmd(b, "--file", str(history), "--rate", "20", "--ack-timeout", "5"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
                 env=run_env(),
                 cwd=ROOT,
             )
-            listener.wait_for(30, timeout=15)
+            output = Output(proc)
+            assert listener.wait_until(lambda: listener.count() >= 30, timeout=120), output.text()
+            proc.send_signal(signal.SIGSTOP)
+            assert len(listener.distinct()) < len(expected), "the replay finished before the restart: nothing tested"
             b.stop()
-            time.sleep(1.0)
             b.start()
-            out, _ = proc.communicate(timeout=40)
-            assert proc.returncode == 0, out
-            listener.wait_for(len(expected), timeout=15)
+
+            def listener_back() -> bool:
+                return any("session kept" in e or e.endswith(" restored") for e in listener.events)
+
+            assert listener.wait_until(listener_back, timeout=120), listener.events
+            proc.send_signal(signal.SIGCONT)
+            assert output.wait_for("connection lost", timeout=60), output.text()
+            assert output.wait_for("connection resumed", timeout=120), output.text()
+            assert proc.wait(timeout=180) == 0, output.close()
+            out = output.close()
+            assert listener.wait_until(lambda: listener.distinct() >= expected, timeout=120), (
+                f"missing: {sorted(expected - listener.distinct())[:5]}\n{out}"
+            )
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
         b.stop()
-    assert "connection lost" in out, out
+    assert "connection lost" in out and "(p5," in b.log.read_text(), "the publisher spoke MQTT 5 to the broker"
     got = [_key_of(m) for m in listener.messages]
-    assert set(got) == expected, f"missing: {sorted(expected - set(got))[:5]}"
+    assert set(got) == expected
     assert len(got) - len(expected) <= 100, "duplicates bounded by the in-flight window"

@@ -41,8 +41,18 @@ def reading(ts: str = "2026-03-23 10:07", loc: str = "B-101", **over: Any) -> di
     return rec
 
 
-def direct_put_event(payloads: list[bytes | str], arrival: datetime = ARRIVAL) -> dict[str, Any]:
-    """Shape of the Firehose -> Lambda event (Direct PUT), as in the AWS Lambda developer guide."""
+def envelope(payload: bytes | str, thing: str = "B-101") -> bytes:
+    """What the stack's IoT rule hands Firehose (``spec.iot_rule_sql``): the MQTT payload, base64, and the thing
+    name from the topic, followed by the Firehose action's separator."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    return (json.dumps({"payload": base64.b64encode(raw).decode(), "thing": thing}) + "\n").encode()
+
+
+def direct_put_event(
+    payloads: list[bytes | str], arrival: datetime = ARRIVAL, thing: str | None = "B-101"
+) -> dict[str, Any]:
+    """Shape of the Firehose -> Lambda event (Direct PUT), as in the AWS Lambda developer guide; each payload as the
+    IoT rule wraps it for ``thing`` (``thing=None``: the bytes as they are)."""
     return {
         "invocationId": "invocationIdExample",
         "deliveryStreamArn": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/air-quality",
@@ -51,7 +61,7 @@ def direct_put_event(payloads: list[bytes | str], arrival: datetime = ARRIVAL) -
             {
                 "recordId": f"49546986683135544286507457936321625675700192471156785154{i:04d}",
                 "approximateArrivalTimestamp": ms(arrival),
-                "data": b64(p),
+                "data": b64(envelope(p, thing) if thing is not None else p),
             }
             for i, p in enumerate(payloads)
         ],
@@ -181,25 +191,33 @@ def test_mixed_batch_keeps_every_record_id_and_reason(
 
 
 def test_iot_rule_separator_payload(spec_env: None) -> None:
-    # The IoT rule's Firehose action with separator "\n" appends a newline to each message.
+    # The device's own trailing newline inside the envelope, the Firehose action's separator after it.
     out = app.lambda_handler(direct_put_event([json.dumps(reading()) + "\n"]), FakeContext())
     assert out["records"][0]["result"] == "Ok"
     assert decoded(out["records"][0]).count("\n") == 1
 
 
-def test_several_lines_in_one_record_same_interval(spec_env: None) -> None:
+GATEWAY = SPEC.with_overrides(thing_locations={"gw-1": ("L5", "L6", "L9")})
+
+
+def test_several_lines_in_one_record_same_interval_from_a_gateway() -> None:
     body = "\n".join(json.dumps(reading(ts=f"2026-03-23 10:0{m}", loc=f"L{m}")) for m in (5, 6, 9)) + "\n"
-    [entry] = app.lambda_handler(direct_put_event([body]), FakeContext())["records"]
-    assert entry["result"] == "Ok"
-    assert [json.loads(x)["LOCATION_ID"] for x in decoded(entry).splitlines()] == ["L5", "L6", "L9"]
+    outcome = logic.transform_record("r", b64(envelope(body, "gw-1")), ms(ARRIVAL), GATEWAY)
+    assert outcome.ok and outcome.records == 3 and outcome.thing == "gw-1"
+    assert [json.loads(x)["LOCATION_ID"] for x in outcome.lines.splitlines()] == ["L5", "L6", "L9"]
+    # The same message from a plain sensor, or naming a location the gateway does not serve, is refused.
+    assert logic.transform_record("r", b64(envelope(body, "L5")), ms(ARRIVAL), GATEWAY).reason == "identity_mismatch"
+    other = body + json.dumps(reading(ts="2026-03-23 10:07", loc="B-101"))
+    refused = logic.transform_record("r", b64(envelope(other, "gw-1")), ms(ARRIVAL), GATEWAY)
+    assert refused.reason == "identity_mismatch" and refused.message.startswith("document 4:")
 
 
 def test_several_lines_across_intervals_fail_whole_record(spec_env: None) -> None:
     body = json.dumps(reading(ts="2026-03-23 10:04")) + "\n" + json.dumps(reading(ts="2026-03-23 10:05"))
-    outcome = logic.transform_record("r", b64(body), ms(ARRIVAL), SPEC)
+    outcome = logic.transform_record("r", b64(envelope(body)), ms(ARRIVAL), SPEC)
     assert not outcome.ok and outcome.reason == "mixed_intervals"
     bad_second = json.dumps(reading()) + "\n" + json.dumps(reading(CO="x"))
-    outcome = logic.transform_record("r", b64(bad_second), ms(ARRIVAL), SPEC)
+    outcome = logic.transform_record("r", b64(envelope(bad_second)), ms(ARRIVAL), SPEC)
     assert (outcome.reason, outcome.message.startswith("document 2:")) == ("bad_measure", True)
 
 
@@ -240,32 +258,32 @@ def test_not_a_firehose_event_is_a_clear_error(spec_env: None) -> None:
 
 def test_late_records_are_delivered_and_counted(spec_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # 09:52 closes at 09:55; arrival 10:08:30 is late unless the tolerance covers 13.5 minutes.
-    o = logic.transform_record("r", b64(json.dumps(reading("2026-03-23 09:52"))), ms(ARRIVAL), SPEC, 0)
+    o = logic.transform_record("r", b64(envelope(json.dumps(reading("2026-03-23 09:52")))), ms(ARRIVAL), SPEC, 0)
     assert o.ok and o.late
-    o = logic.transform_record("r", b64(json.dumps(reading("2026-03-23 09:52"))), ms(ARRIVAL), SPEC, 900)
+    o = logic.transform_record("r", b64(envelope(json.dumps(reading("2026-03-23 09:52")))), ms(ARRIVAL), SPEC, 900)
     assert o.ok and not o.late
-    o = logic.transform_record("r", b64(json.dumps(reading("2026-03-23 10:07"))), ms(ARRIVAL), SPEC, 0)
+    o = logic.transform_record("r", b64(envelope(json.dumps(reading("2026-03-23 10:07")))), ms(ARRIVAL), SPEC, 0)
     assert not o.late
 
 
 def test_response_limit_fails_overflow_records_not_the_batch() -> None:
     # Epoch-second timestamps grow when normalised to dates: with a tight limit, later records must fail with a
     # reason instead of the response overflowing.
-    payload = json.dumps({"TIMESTAMP": 1774260420, "LOCATION_ID": 1, "CO": 1, "SO2": 1, "NO2": 1})
-    event = direct_put_event([payload] * 50)
+    payload = json.dumps({"event_time": 1774260420, "page_type": 1, "platform": 1, "marketplace": 1})
+    event = kinesis_source_event([payload] * 50)
     fallback_size = sum(
         len(json.dumps({"recordId": r["recordId"], "result": "ProcessingFailed", "data": r["data"]}))
         for r in event["records"]
     )
     limit = fallback_size + 2000
-    response, outcomes = logic.transform_batch(event, SPEC, max_bytes=limit)
+    response, outcomes = logic.transform_batch(event, ECOM, max_bytes=limit)
     assert len(json.dumps(response, separators=(",", ":"))) <= limit
     reasons = {o.reason for o in outcomes if not o.ok}
     assert reasons == {"response_too_large"}
     assert 0 < sum(o.ok for o in outcomes) < 50
     assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
     # With the real 6 MB limit the same batch is all Ok.
-    response, outcomes = logic.transform_batch(event, SPEC)
+    response, outcomes = logic.transform_batch(event, ECOM)
     assert all(o.ok for o in outcomes)
 
 
@@ -276,12 +294,12 @@ def test_explain_error_document_rederives_reason() -> None:
         "errorCode": "Lambda.ProcessingFailedStatus",
         "errorMessage": "ProcessingFailed status returned by the Lambda function",
         "attemptEndingTimestamp": ms(ARRIVAL) + 1000,
-        "rawData": b64(json.dumps(reading(ts="2026-03-23 11:30"))),
+        "rawData": b64(envelope(json.dumps(reading(ts="2026-03-23 11:30")))),
         "lambdaArn": "arn:aws:lambda:eu-west-1:123456789012:function:transform:$LATEST",
     }
     reason, message = logic.explain_error_document(doc, SPEC)
     assert reason == "future_timestamp" and "device clock" in message
-    doc["rawData"] = b64(json.dumps(reading()))
+    doc["rawData"] = b64(envelope(json.dumps(reading())))
     assert logic.explain_error_document(doc, SPEC)[0] == "Lambda.ProcessingFailedStatus"
 
 

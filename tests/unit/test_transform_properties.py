@@ -44,12 +44,16 @@ def ts_forms(ts: datetime) -> st.SearchStrategy[Any]:
 def payloads(draw: st.DrawFn, spec: PipelineSpec, arrival: datetime) -> bytes:
     kind = draw(st.sampled_from(["good", "good", "good", "mutated", "garbage"]))
     if kind == "garbage":
-        return draw(st.binary(max_size=40))
+        return (
+            iot_envelope(spec, draw(st.binary(max_size=40)), "x", draw)
+            if draw(st.booleans())
+            else draw(st.binary(max_size=40))
+        )
     # Mostly shortly before arrival (like real devices), sometimes anywhere (late, or a wrong clock).
     ts = draw(st.integers(-3600, 3 * 86400).map(lambda s: arrival - timedelta(seconds=s)) | timestamps)
     rec: dict[str, Any] = {spec.timestamp_column: draw(ts_forms(ts))}
     for d in spec.dimensions:
-        rec[d] = draw(st.text(alphabet="ABC-12 ", min_size=1, max_size=6))
+        rec[d] = draw(st.text(alphabet="ABC-12", min_size=1, max_size=6))
     for m in spec.measures:
         rec[m.name] = draw(st.floats(-1e6, 1e6, allow_nan=False) | st.integers(0, 1000))
     if kind == "mutated":
@@ -59,7 +63,18 @@ def payloads(draw: st.DrawFn, spec: PipelineSpec, arrival: datetime) -> bytes:
         else:
             rec[victim] = draw(numbers)
     text = json.dumps(rec)  # may emit NaN/Infinity tokens, as careless producers do
-    return (text + draw(st.sampled_from(["", "\n"]))).encode()
+    body = (text + draw(st.sampled_from(["", "\n"]))).encode()
+    return iot_envelope(spec, body, str(rec.get(spec.dimensions[0], "x")), draw)
+
+
+def iot_envelope(spec: PipelineSpec, body: bytes, location: str, draw: st.DrawFn) -> bytes:
+    """What the IoT rule hands Firehose: the payload wrapped with the publishing thing (mostly the location's own
+    thing, sometimes another one: a forgery the transform must refuse)."""
+    if spec.ingest != "iot":
+        return body
+    thing = draw(st.sampled_from([location.strip() or "x", location.strip() or "x", "sensor-9"]))
+    env = {"payload": base64.b64encode(body).decode(), "thing": thing}
+    return (json.dumps(env) + "\n").encode()
 
 
 @st.composite
