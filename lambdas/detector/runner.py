@@ -300,6 +300,11 @@ class State:
         last = self.detector.last_interval
         if last is not None and (last - to_utc(wall_now)).total_seconds() > FUTURE_TOLERANCE_SECONDS:
             raise ValueError(f"state's last interval {last.isoformat()} is after the wall clock")
+        # The model keeps its last interval twice (number and start): damaged apart, every later interval would
+        # be refused as "not after the last one" and the detector would stall.
+        index = self.detector.to_state_header()["last"]
+        if (index is None) != (last is None) or (last is not None and self.detector._index(last) != index):
+            raise ValueError(f"state's last interval {index!r} does not match its start {last!r}")
         if not isinstance(self.scored, dict) or not all(isinstance(v, list) for v in self.scored.values()):
             raise ValueError("state 'scored' is not a map of interval -> keys")
         return self

@@ -150,10 +150,10 @@ def test_series_whose_scoring_raises_is_quarantined_and_the_others_scored(
     real = Detector._score_one
     poison = "SO2|LOCATION_ID=C-7"
 
-    def score_one(self: Detector, key: SeriesKey, *args: Any) -> Any:
+    def score_one(self: Detector, key: SeriesKey, *args: Any, **kwargs: Any) -> Any:
         if key.id == poison:
             raise OverflowError("injected: math range error")
-        return real(self, key, *args)
+        return real(self, key, *args, **kwargs)
 
     monkeypatch.setattr(Detector, "_score_one", score_one)
     env.put_interval(LIVE, spike=9.4)
