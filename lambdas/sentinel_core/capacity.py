@@ -10,9 +10,10 @@ from __future__ import annotations
 DETECTOR_MEMORY_MB = 1024
 MAX_LAMBDA_MEMORY_MB = 10_240  # Lambda's maximum
 # A whole run's peak: a base plus a share per series held, and a quarter of headroom for the interval's records and
-# the allocator. 16 KB per series: benchmarks/detector_scale.py measured 14.0 KB per series for a whole 50,000-series
-# run with the compact state file (an upper bound: moto keeps the S3 bodies in the same process); the JSON state of
-# earlier releases took ~44 KB (issue 16).
+# the allocator. 16 KB per series: benchmarks/detector_scale.py measured 10.1 KB per series for a whole 50,000-series
+# run with the compact state file (an upper bound: moto keeps the S3 bodies in the same process), 9.9 KB at 200,000;
+# the margin is for series with more held points than the benchmark's. The JSON state of earlier releases took
+# ~44 KB (issue 16).
 RUN_BASE_MB = 73
 RUN_KB_PER_SERIES = 16
 HEADROOM = 1.25
