@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from sentinel_core import routing
 
 from infra.common import mark, sentinel_key
 from infra.config import SentinelConfig
@@ -32,6 +33,22 @@ class AlertTopic(Construct):
                 self, f"Sms{i}", topic=self.topic, protocol=sns.SubscriptionProtocol.SMS, endpoint=phone
             )
             mark(sub, "alert-sms")
+
+    def allow_routes(self, principal: iam.IGrantable, config: SentinelConfig) -> None:
+        """Exactly the other targets of the ``alerts`` context key: sns:Publish on each existing topic ARN,
+        lambda:InvokeFunction on each function ARN (nothing when every alert goes to this topic). A KMS-encrypted
+        existing topic must let this role use its key in the key's own policy (not in this stack)."""
+        topics, functions = routing.targets(config.alerts)
+        if topics:
+            principal.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(sid="PublishAlertTargets", actions=["sns:Publish"], resources=list(topics))
+            )
+        if functions:
+            principal.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="InvokeAlertTargets", actions=["lambda:InvokeFunction"], resources=list(functions)
+                )
+            )
 
     def allow_publish(self, principal: iam.IGrantable) -> None:
         """sns:Publish on this topic plus the key use SNS needs to encrypt the message (no wildcard actions)."""

@@ -11,7 +11,7 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.common import ROOT
-from infra.config import CONTEXT_KEYS, SentinelConfig
+from infra.config import ConfigError, SentinelConfig
 from infra.stack import SentinelStack
 
 STACK_ID = "MetricSentinel"
@@ -27,8 +27,8 @@ def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
 
 
 def config_of(app: App) -> SentinelConfig:
-    ctx = {k: app.node.try_get_context(k) for k in CONTEXT_KEYS}
-    return SentinelConfig.from_context(ctx)
+    """The configuration from ALL of the app's context: strict, so a mistyped key fails the synth."""
+    return SentinelConfig.from_context(dict(app.node.get_all_context()))
 
 
 def populate(app: App) -> SentinelStack:
@@ -59,7 +59,12 @@ def build_app(context: Mapping[str, Any], outdir: str) -> App:
 
 
 def main() -> None:
-    """What ``cdk synth`` runs: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR (both read by ``App()``)."""
+    """What ``cdk synth`` runs: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR (both read by ``App()``).
+
+    A configuration error is one line naming the context key (``cdk`` shows it and exits non-zero), no traceback."""
     app = App()
-    populate(app)
+    try:
+        populate(app)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     app.synth()

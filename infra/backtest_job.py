@@ -82,6 +82,7 @@ class BacktestJob(Construct):
         )
         fn.allow("AnomalyTable", TABLE_ACTIONS, [tables.anomalies.table_arn])
         alerts.allow_publish(fn.role)
+        alerts.allow_routes(fn.role, config)
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{self.prefix}*]",

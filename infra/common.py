@@ -276,4 +276,6 @@ def alerting_environment(config: SentinelConfig, bucket_name: str, topic_arn: st
     }
     if config.console_base_url:
         env[lambda_env.CONSOLE_BASE_URL] = config.console_base_url
+    if config.alerts:  # without `alerts` the functions send the one default alert (ALERT_FILTER, the threshold)
+        env[lambda_env.ALERT_ROUTES] = config.routes_json
     return env

@@ -8,6 +8,7 @@ Every problem raises ``ConfigError`` naming the context key and what is accepted
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sentinel_core import capacity
+from sentinel_core import capacity, filters, routing
 from sentinel_core.alerts import AlertFilter, AlertFilterError
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
 from sentinel_core.spec import AGGREGATIONS, MAX_DIMENSIONS, MAX_MEASURES, Measure, PipelineSpec, SpecError, get_preset
@@ -54,34 +55,72 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _DETECTOR_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 
-# Context keys this app reads (README `deploy` lists each one).
-CONTEXT_KEYS: tuple[str, ...] = (
-    "preset",
-    "engine",
-    "stack_name",
-    "alert_emails",
-    "alert_phones",
-    "ops_emails",
-    "severity_threshold",
-    "interval",
-    "timezone",
-    "measures",
-    "dimensions",
-    "log_retention_days",
-    "data_retention_days",
-    "powertools_layer_arn",
-    "detector_id",
-    "detector_name",
-    "alert_filter",
-    "schedule_offset_seconds",
-    "console_base_url",
-    "detector_max_series",
-    "detector_max_new_series",
-)
+
+@dataclass(frozen=True)
+class ContextKey:
+    """One context key: the type it takes and its default as the README's deploy table shows them."""
+
+    type: str
+    default: str
+    what: str
+
+
+# Every context key this app reads, in the README's order (``tests/infra/test_config.py`` checks the README's table
+# against it). Any other key without ``@`` or ``:`` fails the synth naming the closest one (see ``check_keys``).
+CONTEXT: dict[str, ContextKey] = {
+    "preset": ContextKey("string", DEFAULT_PRESET, "pipeline preset: air-quality, loyalty or ecommerce"),
+    "engine": ContextKey("string", DEFAULT_ENGINE, "detector engine: builtin or lookout (synth only)"),
+    "stack_name": ContextKey("string", "MetricSentinel-<preset>", "CloudFormation stack name"),
+    "alert_emails": ContextKey("list of strings", "[]", "e-mail subscribers of the alert topic"),
+    "alert_phones": ContextKey("list of strings", "[]", "SMS subscribers (E.164) of the alert topic"),
+    "ops_emails": ContextKey("list of strings", "[]", "e-mail subscribers of the operations topic (alarms)"),
+    "severity_threshold": ContextKey("number 0-100", "the preset's", "severity at which the default alert fires"),
+    "interval": ContextKey("string", "the preset's", "detector interval: PT5M, PT10M, PT1H or P1D"),
+    "timezone": ContextKey("string", "UTC", "IANA time zone of the detector's daily and weekly cycles"),
+    "measures": ContextKey("list", "the preset's", "measures NAME[:SUM|AVG] or objects, at most 10"),
+    "dimensions": ContextKey("list of strings", "the preset's", "dimension columns, at most 10"),
+    "dimension_filter": ContextKey(
+        "object", "{}", "only these dimension values are monitored: {DIM: [values]} or a DimensionFilterList"
+    ),
+    "alerts": ContextKey("list of objects", "[] (one alert)", "up to 10 alerts: name, threshold, filters, target"),
+    "alert_filter": ContextKey("object", "{}", "filters of the default alert: {measures: [...], dimensions: {...}}"),
+    "detector_active": ContextKey("boolean", "true", "whether the detector schedule is enabled at deploy"),
+    "log_retention_days": ContextKey("integer", "30", "days of function and delivery logs"),
+    "data_retention_days": ContextKey("integer", "365", "days of live data and access logs"),
+    "powertools_layer_arn": ContextKey("string", '""', "fallback Powertools layer ARN (default: the pinned one)"),
+    "detector_id": ContextKey("string", "metric-sentinel-<preset>", "detector id in alerts and groups"),
+    "detector_name": ContextKey("string", "the detector id", "Lookout detector name"),
+    "schedule_offset_seconds": ContextKey("integer", "120", "seconds after an interval closes that it is read"),
+    "console_base_url": ContextKey("string", '""', "console base URL of the links in alerts"),
+    "detector_max_series": ContextKey(
+        "integer", "40000", "series the builtin detector holds (more are refused, counted, alarmed)"
+    ),
+    "detector_max_new_series": ContextKey("integer", "500", "series the builtin detector starts per interval"),
+}
+CONTEXT_KEYS: tuple[str, ...] = tuple(CONTEXT)
+# Keys the CDK CLI itself writes without '@' or ':' (cdk.context.json, `cdk acknowledge`): not ours, not typos.
+CDK_OWN_KEYS: frozenset[str] = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
 
 
 class ConfigError(ValueError):
     """A context value the stack cannot be built with; the message names the key."""
+
+
+def closest_key(key: str) -> str | None:
+    found = difflib.get_close_matches(key, CONTEXT_KEYS, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def check_keys(context: Mapping[str, Any]) -> None:
+    """Strict context: a key this app does not read is a typo (``alert_email`` for ``alert_emails`` would leave
+    the topic without subscribers). CDK's own keys (feature flags ``@aws-cdk/...``, ``aws:cdk:...``, lookups
+    ``name:account=...``) all hold ``@`` or ``:``; the few without are ``CDK_OWN_KEYS``."""
+    for key in context:
+        if key in CONTEXT or key in CDK_OWN_KEYS or "@" in key or ":" in key:
+            continue
+        near = closest_key(key)
+        hint = f"; did you mean {near!r}?" if near else f"; known keys: {', '.join(CONTEXT_KEYS)}"
+        raise ConfigError(f"unknown context key {key!r}{hint}")
 
 
 def default_stack_name(preset: str) -> str:
@@ -119,6 +158,10 @@ class SentinelConfig:
     # Bounded cardinality (builtin engine): the reasons of both defaults are in sentinel_core.capacity.
     detector_max_series: int = capacity.DEFAULT_MAX_SERIES
     detector_max_new_series: int = capacity.DEFAULT_MAX_NEW_SERIES
+    # () = today's single alert (stack topic, severity_threshold, alert_filter): existing stacks keep their ledger.
+    alerts: tuple[routing.AlertRoute, ...] = ()
+    # A deployed detector runs unless asked not to: a stack that silently never scores would be the worst default.
+    detector_active: bool = True
 
     @property
     def preset(self) -> str:
@@ -131,6 +174,8 @@ class SentinelConfig:
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> SentinelConfig:
         """Build and validate the configuration from CDK context (missing keys take the defaults)."""
+
+        check_keys(context)
 
         def get(key: str) -> Any:
             value = context.get(key)
@@ -187,6 +232,8 @@ class SentinelConfig:
                 f"({step} s), got {offset}"
             )
         filter_json = _alert_filter("alert_filter", get("alert_filter"), spec)
+        routes = _alerts("alerts", get("alerts"), spec)
+        active = _bool("detector_active", get("detector_active"), _default("detector_active"))
         console = _text("console_base_url", get("console_base_url") or _default("console_base_url"))
         if console and not console.startswith("https://"):
             raise ConfigError(f"context 'console_base_url' must start with https://, got {console!r}")
@@ -220,7 +267,14 @@ class SentinelConfig:
             console_base_url=console,
             detector_max_series=max_series,
             detector_max_new_series=max_new,
+            alerts=routes,
+            detector_active=active,
         )
+
+    @property
+    def routes_json(self) -> str:
+        """``ALERT_ROUTES`` of the alerting functions; "" without ``alerts`` (the one default alert)."""
+        return routing.routes_to_json(self.alerts) if self.alerts else ""
 
 
 def _default(name: str) -> Any:
@@ -312,6 +366,36 @@ def _int(key: str, value: Any, default: int) -> int:
         except ValueError:
             pass
     raise ConfigError(f"context {key!r} must be a whole number, got {value!r}")
+
+
+def _bool(key: str, value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"context {key!r} must be true or false, got {value!r}")
+
+
+def _json_value(key: str, value: Any, example: str) -> Any:
+    """A structured value: as given in cdk.json, or parsed from a ``-c key='<JSON>'`` string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"context {key!r} must be JSON like {example} ({exc.msg})") from None
+
+
+def _alerts(key: str, value: Any, spec: PipelineSpec) -> tuple[routing.AlertRoute, ...]:
+    if value is None:
+        return ()
+    raw = _json_value(key, value, '[{"name": "ops", "threshold": 80, "target": "topic"}]')
+    try:
+        return routing.parse_routes(raw, spec)  # the very parser the Lambdas run
+    except routing.RouteError as exc:
+        raise ConfigError(f"context {key!r}: {exc}") from None
 
 
 def _float(key: str, value: Any) -> float:
@@ -409,6 +493,15 @@ def _spec_with_overrides(base: PipelineSpec, get: Any) -> PipelineSpec:
                 f"context 'dimensions': at most {MAX_DIMENSIONS} dimensions are allowed, got {len(dimensions)}"
             )
         changes["dimensions"] = dimensions
+    dim_filter = get("dimension_filter")
+    if dim_filter is not None:
+        raw = _json_value("dimension_filter", dim_filter, '{"LOCATION_ID": ["B-101", "B-102"]}')
+        try:
+            parsed_filter = filters.parse(raw)
+        except filters.FilterError as exc:
+            raise ConfigError(f"context 'dimension_filter': {exc}") from None
+        if parsed_filter:
+            changes["dimension_filter"] = parsed_filter
     if not changes:
         return base
     try:

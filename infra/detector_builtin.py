@@ -97,6 +97,7 @@ class BuiltinDetector(Construct):
         fn.allow("AnomalyTable", ANOMALY_TABLE_ACTIONS, [tables.anomalies.table_arn])
         fn.allow("Idempotency", IDEMPOTENCY_ACTIONS, [tables.idempotency.table_arn])
         alerts.allow_publish(fn.role)
+        alerts.allow_routes(fn.role, config)
         for p in read_prefixes:
             acknowledge(
                 fn.role,
@@ -110,6 +111,8 @@ class BuiltinDetector(Construct):
             "Schedule",
             description=f"Run the detector {config.schedule_offset_seconds} s after each {spec.interval} interval",
             schedule=events.Schedule.cron(**schedule_cron(config)),
+            # `sentinel detector activate|deactivate` flips this on the deployed rule without a redeploy.
+            enabled=config.detector_active,
         )
         mark(self.rule, "detector-schedule")
         self.rule.add_target(

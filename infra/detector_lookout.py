@@ -10,7 +10,7 @@ from aws_cdk import Annotations, Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lookoutmetrics as lookout
 from constructs import Construct
-from sentinel_core import layout
+from sentinel_core import filters, layout, routing
 from sentinel_core.records import LOOKOUT_TIMESTAMP_FORMAT
 
 from infra.alert_topic import AlertTopic
@@ -137,21 +137,21 @@ class LookoutDetector(Construct):
         )
         self.detector.node.add_dependency(policy)
         mark(self.detector, "lookout-detector")
-        self.alert = lookout.CfnAlert(
-            self,
-            "Alert",
-            alert_name=f"{config.detector_name}-alert"[:63],
-            alert_description=f"Anomalies of severity >= {spec.severity_threshold:g} to the alert topic",
-            alert_sensitivity_threshold=round(spec.severity_threshold),
-            anomaly_detector_arn=self.detector.attr_arn,
-            action=lookout.CfnAlert.ActionProperty(
-                sns_configuration=lookout.CfnAlert.SNSConfigurationProperty(
-                    role_arn=self.role.role_arn, sns_topic_arn=alerts.topic.topic_arn
-                )
-            ),
-        )
-        mark(self.alert, "lookout-alert")
-        for res in (self.detector, self.alert):
+        self._role_policy = policy
+        if spec.dimension_filter:
+            # CDK's L1 metric set has no typed DimensionFilterList property (the API's dataset filter): an override.
+            self.detector.add_property_override(
+                "MetricSetList.0.DimensionFilterList", filters.lookout_dimension_filter_list(spec.dimension_filter)
+            )
+        self.alerts = [self._alert(config, alerts, route, i) for i, route in enumerate(self._routes(config))]
+        self.alert = self.alerts[0]
+        if any(not r.alert_filter.is_empty for r in config.alerts):
+            Annotations.of(self).add_warning_v2(
+                "@metric-sentinel/lookout-alert-filters",
+                "CloudFormation's AWS::LookoutMetrics::Alert has no AlertFilters: the measure and dimension filters "
+                "of `alerts` are applied by the builtin engine only.",
+            )
+        for res in (self.detector, *self.alerts):
             acknowledge(
                 res,
                 "CloudFormation-Validate::F3006",
@@ -159,3 +159,45 @@ class LookoutDetector(Construct):
                 "CloudFormation registry; this engine is synth-only (see the warning); the rest stays validated.",
             )
         Annotations.of(self).add_warning_v2("@metric-sentinel/lookout-end-of-support", END_OF_SUPPORT_WARNING)
+
+    @staticmethod
+    def _routes(config: SentinelConfig) -> tuple[routing.AlertRoute, ...]:
+        """The ``alerts`` context key, or today's one alert (the stack topic at the preset's threshold)."""
+        if config.alerts:
+            return config.alerts
+        name = f"{config.detector_name}-alert"[:63]
+        return (routing.AlertRoute(name, config.spec.severity_threshold),)
+
+    def _alert(
+        self, config: SentinelConfig, topic: AlertTopic, route: routing.AlertRoute, index: int
+    ) -> lookout.CfnAlert:
+        if route.kind == "lambda":
+            action = lookout.CfnAlert.ActionProperty(
+                lambda_configuration=lookout.CfnAlert.LambdaConfigurationProperty(
+                    role_arn=self.role.role_arn, lambda_arn=route.target
+                )
+            )
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[route.target])
+            )
+        else:
+            arn = topic.topic.topic_arn if route.kind == "topic" else route.target
+            action = lookout.CfnAlert.ActionProperty(
+                sns_configuration=lookout.CfnAlert.SNSConfigurationProperty(
+                    role_arn=self.role.role_arn, sns_topic_arn=arn
+                )
+            )
+            if route.kind == "sns":
+                self.role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[arn]))
+        alert = lookout.CfnAlert(
+            self,
+            "Alert" if index == 0 else f"Alert{index}",  # the first keeps today's logical id
+            alert_name=route.name,
+            alert_description=f"Anomalies of severity >= {route.threshold:g} to {route.kind} {route.format}"[:256],
+            alert_sensitivity_threshold=round(route.threshold),
+            anomaly_detector_arn=self.detector.attr_arn,
+            action=action,
+        )
+        alert.node.add_dependency(self._role_policy)
+        mark(alert, "lookout-alert" if index == 0 else f"lookout-alert-{index}")
+        return alert

@@ -14,7 +14,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_kinesis as kinesis
 from constructs import Construct
-from sentinel_core import layout
+from sentinel_core import activation, layout
 
 from infra.alert_topic import AlertTopic
 from infra.automation import Automation
@@ -129,5 +129,13 @@ class SentinelStack(Stack):
             CfnOutput(self, "DetectorFunctionName", value=self.detector.fn.function.function_name)
             # The feedback CLI reads it from `cdk deploy --outputs-file` to find groups without a table scan.
             CfnOutput(self, "DetectorId", value=self.config.detector_id, description="Detector id in alerts and groups")
+            # `sentinel detector activate|deactivate|status` finds the schedule and the resume marker here.
+            CfnOutput(self, "DetectorScheduleRuleName", value=self.detector.rule.rule_name, description="Schedule")
+            CfnOutput(
+                self,
+                "DetectorResumeKey",
+                value=activation.resume_key(spec),
+                description="Resume marker of `sentinel detector activate --skip` (in the data bucket)",
+            )
         if self.tables is not None:
             CfnOutput(self, "AnomalyTableName", value=self.tables.anomalies.table_name)

@@ -41,6 +41,7 @@ class ScheduledTarget:
     schedule: Schedule
     targets: list[tuple[str, str | None]]  # (function arn, constant input JSON or None)
     arn: str
+    state: str = "ENABLED"  # the template's State: the rule is created in moto with it; moto's is read at tick
 
 
 @dataclass
@@ -168,6 +169,9 @@ class LocalPipeline:
             kinesis.create_stream(StreamName=r.physical, StreamModeDetails={"StreamMode": "ON_DEMAND"})
         for r in t.of_type("Custom::S3BucketNotifications"):
             self._s3_notifications(r)
+        events = self.client("events")
+        for sched in self.schedules:
+            events.put_rule(Name=sched.name, ScheduleExpression=sched.schedule.expression, State=sched.state)
         played = {
             "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table",
             "AWS::Kinesis::Stream", "AWS::Lambda::Function", "AWS::KinesisFirehose::DeliveryStream",
@@ -279,10 +283,16 @@ class LocalPipeline:
     def _schedule(self, r: Resource) -> ScheduledTarget | None:
         p = self.template.props(r)
         expr = p.get("ScheduleExpression")
-        if not expr or p.get("State", "ENABLED") not in ("ENABLED", None):
+        if not expr:
             return None
         targets = [(str(tg["Arn"]), tg.get("Input")) for tg in p.get("Targets", []) or []]
-        return ScheduledTarget(r.physical, Schedule.parse(str(expr)), targets, r.arn)
+        state = str(p.get("State") or "ENABLED")
+        return ScheduledTarget(r.physical, Schedule.parse(str(expr)), targets, r.arn, state)
+
+    def _rule_enabled(self, sched: ScheduledTarget) -> bool:
+        """The rule's state in moto NOW: ``events:EnableRule`` / ``DisableRule`` (an operator's CLI, a test) take
+        effect on the next tick, as on a deployed rule."""
+        return str(self.client("events").describe_rule(Name=sched.name)["State"]) == "ENABLED"
 
     # -- lookups --------------------------------------------------------------------------------------------
     def function(self, key: str) -> LocalFunction:
@@ -565,12 +575,13 @@ class LocalPipeline:
 
     # -- EventBridge schedules ------------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[str, datetime, Any]]:
-        """Fire every schedule due in (last tick, now], in time order, after delivering the Firehose buffers
+        """Fire every ENABLED schedule due in (last tick, now], in time order, after delivering the Firehose buffers
         that were due by then. Returns (function or state machine name, fire time, response, the exception after
         retries, or the execution summary of a state machine target)."""
         target = _utc(now) or self.now
+        running = [s for s in self.schedules if self._rule_enabled(s)]  # a disabled rule fires nothing
         fires = sorted(
-            ((t, s) for s in self.schedules for t in s.schedule.fire_times(self._last_tick, target)),
+            ((t, s) for s in running for t in s.schedule.fire_times(self._last_tick, target)),
             key=lambda x: (x[0], x[1].name),
         )
         results: list[tuple[str, datetime, Any]] = []

@@ -27,14 +27,14 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event
-from sentinel_core import alerts, backtest, csv_input, layout, objects, store
+from sentinel_core import alerts, backtest, csv_input, layout, objects, routing, store
 from sentinel_core import environment as env
 from sentinel_core.intervals import interval_seconds, to_utc
 from sentinel_core.model import AnomalyGroup
@@ -57,10 +57,14 @@ logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "backtest-jo
 class Settings(alerts.AlertSettings):
     max_group_alerts: int = MAX_GROUP_ALERTS
 
+    routes: tuple[routing.AlertRoute, ...] = ()  # the ``alerts`` context key; () = the one default alert
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
-        return cls.read(env.Environment.current(environ))
+        e = env.Environment.current(environ)
+        settings = cls.read(e)
+        return replace(settings, routes=routing.routes_from_env(settings.spec, e))
 
 
 Clients = store.Clients
@@ -187,19 +191,20 @@ def publish(
     # 2. one alert per group at or above the threshold, most severe first
     ranked = sorted(groups, key=lambda g: (-g.score, g.start, g.group_id))
     sent = 0
+    routes = settings.routes or (routing.default_route(settings),)
     for group in ranked:
         at = _peak(group)
-        if not alerts.should_alert(group, spec, at):
-            continue
-        shown = settings.alert_filter.apply(group)
-        if shown is None or not alerts.should_alert(shown, spec, at):
-            report.alerts_filtered += 1
+        if not any(alerts.should_alert(group, spec, at, r.threshold) for r in routes):
             continue
         if sent >= settings.max_group_alerts:
             report.alerts_capped += 1
             continue
-        sent += 1
-        once(alerts.render_alert(shown, spec, ctx, at))
+        # each configured alert with its own threshold and filters (``sentinel_core.routing``), once each
+        out = routing.route_group(clients, settings, settings.routes, group, at, ctx)
+        sent += 1 if out.sent or out.already_sent else 0
+        report.alerts_sent += len(out.sent)
+        report.alerts_already_sent += len(out.already_sent)
+        report.alerts_filtered += len(out.filtered)
 
 
 # ----------------------------------------------------------------------------------------------------------------

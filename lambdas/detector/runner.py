@@ -10,11 +10,13 @@ One run, triggered by the EventBridge schedule:
    LATE — counted (metric ``LateRecords``) and logged with their keys, never scored (scores are causal and an alert
    already went out; the fix is a longer ``SCHEDULE_OFFSET_SECONDS``). Lateness is decided by object key, not by
    clocks: the state remembers which keys each recent interval was scored from;
-5. every interval after the last scored one, up to the closed one, is scored in order (at most
+5. every interval after the last scored one (or after the ``--skip`` resume marker of ``sentinel detector
+   activate``, ``sentinel_core.activation``), up to the closed one, is scored in order (at most
    ``MAX_INTERVALS_PER_RUN`` per run, the rest on the next runs; a backlog beyond ``MAX_BACKLOG`` intervals is
    skipped with a warning): EXACTLY that interval's folder is read (gzip or not, JSON lines or CSV), lines are
-   validated (bad ones counted by reason), aggregated, scored, grouped; groups are stored in DynamoDB and alerts
-   above the threshold that pass ``ALERT_FILTER`` are published once per (group, interval) through the ledger;
+   validated (bad ones counted by reason), filtered by the dataset filter and aggregated, scored, grouped; groups
+   are stored in DynamoDB and each configured alert (``ALERT_ROUTES``; without it the one alert: the threshold and
+   ``ALERT_FILTER``) is sent once per (group, interval, alert) through the ledger (``sentinel_core.routing``);
 6. the state is saved (also every ``CHECKPOINT_EVERY`` intervals during a long catch-up), then the applied feedback
    is marked as such.
 
@@ -43,13 +45,13 @@ import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from sentinel_core import activation, alerts, capacity, groups, layout, objects, routing, store
 from sentinel_core import aggregate as agg
-from sentinel_core import alerts, capacity, groups, layout, objects, store
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
@@ -90,6 +92,7 @@ class Settings(alerts.AlertSettings):
     max_backlog: int = MAX_BACKLOG
     max_series: int = DEFAULT_MAX_SERIES
     max_new_series: int = DEFAULT_MAX_NEW_SERIES
+    routes: tuple[routing.AlertRoute, ...] = ()  # the ``alerts`` context key; () = the one default alert
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,13 +104,14 @@ class Settings(alerts.AlertSettings):
         for name, value in ((env.MAX_SERIES, max_series), (env.MAX_NEW_SERIES, max_new)):
             if value < 1:
                 raise env.ConfigError(f"{name} must be at least 1, got {value}")
-        return cls.read(
+        settings = cls.read(
             e,
             bucket=e.required(env.DATA_BUCKET),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
             max_series=max_series,
             max_new_series=max_new,
         )
+        return replace(settings, routes=routing.routes_from_env(settings.spec, e))
 
     @property
     def step(self) -> int:
@@ -324,6 +328,7 @@ def load_state(clients: Clients, settings: Settings, wall_now: datetime, report:
     )
     if found.recovered:
         report.state_recovered = True
+        report.rewarmed = found.state is None  # e.g. a model of another version (an upgrade): warmed up again
         report.state_version = found.version_id
         report.state_problems = found.problems[:MAX_LOGGED_IDS]
         logger.error(
@@ -455,7 +460,7 @@ def plan_intervals(
     first = closed if last is None else to_utc(last) + timedelta(seconds=step)
     todo = interval_range(first, closed + timedelta(seconds=step), step)
     if len(todo) > settings.max_backlog:
-        report.skipped_intervals = len(todo) - settings.max_backlog
+        report.skipped_intervals += len(todo) - settings.max_backlog
         logger.warning(
             "backlog too long: skipping the oldest intervals",
             extra={
@@ -481,36 +486,35 @@ def plan_intervals(
 RETRY_KEY = "alert_retries"  # state.extra: failed alerts [{"group": group dict, "interval": iso, "runs": n}]
 
 
-def send_alert(clients: Clients, settings: Settings, shown: AnomalyGroup, start: datetime, report: RunReport) -> bool:
-    """Render and publish one alert through the ledger; False when the publish (or rendering) raised.
-
-    The failure is logged and counted (``alerts_failed``); the ledger claim stays PENDING so a later attempt
-    publishes it (see :func:`retry_alerts`).
+def route_alert(clients: Clients, settings: Settings, group: AnomalyGroup, start: datetime, report: RunReport) -> bool:
+    """Send one group's alerts (every route it qualifies for, once each through the ledger); False when sending
+    raised. The failure is logged and counted (``alerts_failed``); the ledger claim of the route that failed stays
+    PENDING and routes already sent are SENT, so a later attempt (:func:`retry_alerts`) sends only what is missing.
     """
     try:
-        message = alerts.render_alert(shown, settings.spec, settings.alert_context(settings.bucket), start)
-        status = store.publish_once(
-            clients.ddb, clients.sns, settings.table, settings.detector_id, message, settings.topic_arn
+        out = routing.route_group(
+            clients, settings, settings.routes, group, start, settings.alert_context(settings.bucket)
         )
     except Exception as exc:  # one alert must not stop the others nor the state save
         report.alerts_failed += 1
         logger.error(
             "alert failed: kept for the next runs",
             extra={
-                "group": shown.group_id,
+                "group": group.group_id,
                 "interval": to_utc(start).isoformat(),
                 "error": f"{type(exc).__name__}: {exc}",
             },
         )
         return False
-    if status == store.ALERT_SENT:
-        report.alerts_already_sent += 1
-        logger.info("alert already sent for this group and interval", extra={"event_id": message.event_id})
-        return True
-    report.alerts_sent += 1
-    logger.info(
-        "alert sent", extra={"event_id": message.event_id, "sms": message.sms, "retry": status == store.ALERT_PENDING}
-    )
+    report.alerts_sent += len(out.sent)
+    report.alerts_already_sent += len(out.already_sent)
+    report.alerts_filtered += len(out.filtered)
+    if out.filtered:
+        logger.info("alert filtered out", extra={"group": group.group_id, "alerts": out.filtered})
+    if out.already_sent:
+        logger.info("alert already sent for this group and interval", extra={"group": group.group_id})
+    if out.sent:
+        logger.info("alert sent", extra={"group": group.group_id, "alerts": out.sent, "at": start.isoformat()})
     return True
 
 
@@ -535,7 +539,7 @@ def retry_alerts(clients: Clients, settings: Settings, state: State, report: Run
                 "unreadable failed alert in the state: dropped", extra={"item": str(item)[:300], "error": str(exc)}
             )
             continue
-        if send_alert(clients, settings, group, start, report):
+        if route_alert(clients, settings, group, start, report):
             report.alerts_retried += 1
         elif runs >= ALERT_RETRY_RUNS:
             report.alerts_given_up += 1
@@ -555,18 +559,11 @@ def publish_alerts(
     report: RunReport,
     state: State | None = None,
 ) -> None:
-    """Alerts of one interval: above the threshold, through ``ALERT_FILTER``, once each (ledger); a failed one is
-    kept in ``state`` for the next runs."""
+    """Each group's alert to every configured alert it qualifies for (``sentinel_core.routing``), once each; a
+    group whose sending raises is kept in ``state`` for the next runs (see :func:`route_alert`)."""
     for group in found:
-        if not alerts.should_alert(group, settings.spec, start):
-            continue
-        shown = settings.alert_filter.apply(group)
-        if shown is None or not alerts.should_alert(shown, settings.spec, start):
-            report.alerts_filtered += 1
-            logger.info("alert filtered out by ALERT_FILTER", extra={"group": group.group_id})
-            continue
-        if not send_alert(clients, settings, shown, start, report) and state is not None:
-            _keep_for_retry(state, shown, start)
+        if not route_alert(clients, settings, group, start, report) and state is not None:
+            _keep_for_retry(state, group, start)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -794,7 +791,18 @@ def run(
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
     retry_alerts(clients, settings, state, report)
-    todo = plan_intervals(state.detector.last_interval, to_utc(closed), settings, report, wall)
+    last = state.detector.last_interval
+    resumed = activation.resume_after(
+        last,
+        activation.read_skip_before(clients.s3, settings.bucket, activation.resume_key(settings.spec)),
+        settings.spec.interval,
+        settings.offset_seconds,
+    )
+    if resumed != last and last is not None:  # activated with --skip: the paused intervals are not scored
+        skipped = int((to_utc(resumed) - to_utc(last)).total_seconds()) // settings.step if resumed else 0
+        report.skipped_intervals += skipped
+        logger.warning("resumed with --skip: missed intervals not scored", extra={"skipped": skipped})
+    todo = plan_intervals(resumed, to_utc(closed), settings, report, wall)
     for i, start in enumerate(todo, 1):
         score_interval(clients, settings, state, start, report)
         report.first_interval = report.first_interval or start.isoformat()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from sentinel_core import filters
 from sentinel_core.intervals import floor_to_interval, interval_seconds
 from sentinel_core.model import SeriesKey
 from sentinel_core.records import Record
@@ -50,7 +51,8 @@ class Accumulator:
 def aggregate(
     records: Iterable[Record], spec: PipelineSpec, interval: str | int | None = None
 ) -> dict[datetime, dict[SeriesKey, float]]:
-    """Validated records -> {interval start: {SeriesKey: value}} using each measure's SUM/AVG.
+    """Validated records -> {interval start: {SeriesKey: value}} using each measure's SUM/AVG, after the spec's
+    dataset filter (``spec.dimension_filter``, see ``sentinel_core.filters``).
 
     ``interval`` overrides the spec's (backtests may use any ISO-8601 duration or a number of seconds).
     """
@@ -62,7 +64,8 @@ def aggregate(
         else interval_seconds(interval)
     )
     acc = Accumulator(step, {m.name: m.aggregation for m in spec.measures})
-    for rec in records:
+    # The dataset filter first: a value that is not monitored never becomes a series (live runs and backtests alike).
+    for rec in filters.keep(records, spec.dimensions, spec.dimension_filter):
         dims = tuple(zip(spec.dimensions, rec.dimensions, strict=True))
         for m in spec.measures:
             if m.name in rec.values:

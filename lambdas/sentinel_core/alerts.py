@@ -182,6 +182,7 @@ class AlertContext:
     partition: str = "aws"
     console_base_url: str = DEFAULT_CONSOLE_BASE
     alert_description: str = ""
+    name: str = ""  # the alert's own name (``alerts`` context key); "" = ``<detector id>-alert``
 
     @classmethod
     def from_topic_arn(
@@ -201,7 +202,7 @@ class AlertContext:
 
     @property
     def alert_name(self) -> str:
-        name = _ALERT_NAME.sub("-", f"{self.detector_id}-alert").lstrip("-_") or "sentinel-alert"
+        name = _ALERT_NAME.sub("-", self.name or f"{self.detector_id}-alert").lstrip("-_") or "sentinel-alert"
         return name[:63]
 
     @property

@@ -21,6 +21,7 @@ IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"  # Powertools idempotency records (detec
 DETECTOR_ID = "DETECTOR_ID"  # the detector's id in the anomaly table and in alerts
 SCHEDULE_OFFSET_SECONDS = "SCHEDULE_OFFSET_SECONDS"  # how long after an interval closes it is read
 ALERT_FILTER = "ALERT_FILTER"  # optional JSON: the measures / dimension values that alert
+ALERT_ROUTES = "ALERT_ROUTES"  # optional JSON list: the detector's alerts (``alerts`` context key; unset = one alert)
 CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the S3 console links in alerts
 MAX_SERIES = "MAX_SERIES"  # detector: cap on the series its model holds (bounded cardinality)
 MAX_NEW_SERIES = "MAX_NEW_SERIES"  # detector: cap on the series it starts per interval
@@ -37,6 +38,7 @@ NAMES: frozenset[str] = frozenset(
         DETECTOR_ID,
         SCHEDULE_OFFSET_SECONDS,
         ALERT_FILTER,
+        ALERT_ROUTES,
         CONSOLE_BASE_URL,
         MAX_SERIES,
         MAX_NEW_SERIES,

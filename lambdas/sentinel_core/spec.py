@@ -24,8 +24,9 @@ Ingest = Literal["iot", "kinesis", "s3"]
 
 AGGREGATIONS: tuple[str, ...] = ("SUM", "AVG")
 INGESTS: tuple[str, ...] = ("iot", "kinesis", "s3")
-MAX_MEASURES = 5
-MAX_DIMENSIONS = 5
+# Amazon Lookout for Metrics' limits per metric set (a team migrating off it keeps its schemas).
+MAX_MEASURES = 10
+MAX_DIMENSIONS = 10
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # AWS IoT thing names (CreateThing): 1-128 characters of letters, digits, ':', '_' and '-'. Every command topic
@@ -136,6 +137,10 @@ class PipelineSpec:
     timezone: str = "UTC"
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Lookout's DimensionFilterList: only these values of each named dimension are monitored (AND across
+    # dimensions, OR across a dimension's values), applied before aggregation by ``sentinel_core.filters``.
+    # Empty = every value is monitored (the presets' default: nothing is left out unless asked).
+    dimension_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # IoT only, the identity binding. A device may only report for its own location: the location (the FIRST
     # dimension) must equal the publishing thing's name, unless the thing is a gateway listed here with the
     # locations it serves; commands for such a location go to that gateway's topic. A location belongs to one
@@ -181,6 +186,14 @@ class PipelineSpec:
             raise SpecError("an IoT pipeline needs a topic_root")
         if self.future_tolerance_seconds < 0:
             raise SpecError("future_tolerance_seconds must not be negative")
+        for name, values in self.dimension_filter.items():
+            if name not in self.dimensions:
+                raise SpecError(
+                    f"dimension filter names {name!r}, not a dimension of {self.preset} "
+                    f"(dimensions: {', '.join(self.dimensions) or 'none'})"
+                )
+            if not values or not all(isinstance(v, str) and v for v in values):
+                raise SpecError(f"dimension filter of {name!r} needs at least one non-empty value, got {values!r}")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -294,6 +307,7 @@ class PipelineSpec:
         d["dimensions"] = tuple(d.get("dimensions", ()))
         d["measures"] = tuple(Measure(**m) if isinstance(m, dict) else m for m in d.get("measures", ()))
         d["labels"] = dict(d.get("labels", {}))
+        d["dimension_filter"] = {str(k): tuple(v) for k, v in dict(d.get("dimension_filter", {})).items()}
         d["thing_locations"] = {str(k): tuple(str(x) for x in v) for k, v in dict(d.get("thing_locations", {})).items()}
         return cls(**d)
 

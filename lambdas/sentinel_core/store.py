@@ -441,11 +441,19 @@ def publish_once(
     ``ALERT_NEW`` or ``ALERT_PENDING`` means it was published now. The one duplicate window is the one
     :func:`claim_alert` documents: a run dying between SNS accepting the message and :func:`mark_alert_sent`.
     """
+    return send_once(
+        ddb, table, detector_id, message, lambda: sns.publish(**message.publish_kwargs(topic_arn))["MessageId"]
+    )
+
+
+def send_once(ddb: DynamoDBClient, table: str, detector_id: str, message: AlertMessage, send: Callable[[], str]) -> str:
+    """:func:`publish_once` for any target: claim, ``send()`` (returns the delivery's message id), mark. The ledger
+    key is (``message.group_id``, ``message.interval``); ``sentinel_core.routing`` keys each named alert apart."""
     status = claim_alert(ddb, table, detector_id, message.group_id, message.interval, message.event_id)
     if status == ALERT_SENT:
         return status
-    resp = sns.publish(**message.publish_kwargs(topic_arn))
-    mark_alert_sent(ddb, table, detector_id, message.group_id, message.interval, resp["MessageId"])
+    message_id = send()
+    mark_alert_sent(ddb, table, detector_id, message.group_id, message.interval, message_id)
     return status
 
 

@@ -116,8 +116,26 @@ def test_json_context_values() -> None:
         ({"preset": "weather"}, "unknown preset 'weather'"),
         ({"engine": "sagemaker"}, "unknown engine 'sagemaker'"),
         ({"interval": "PT15M"}, "must be one of PT5M, PT10M, PT1H, P1D"),
-        ({"measures": "A,B,C,D,E,F"}, "at most 5 measures"),
-        ({"dimensions": "A,B,C,D,E,F"}, "at most 5 dimensions"),
+        ({"measures": ",".join(f"M{i}" for i in range(11))}, "at most 10 measures"),
+        ({"dimensions": ",".join(f"D{i}" for i in range(11))}, "at most 10 dimensions"),
+        ({"alert_email": "x"}, "unknown context key 'alert_email'; did you mean 'alert_emails'?"),
+        ({"severity": 80}, "did you mean 'severity_threshold'?"),
+        ({"detector_active": "maybe"}, "context 'detector_active' must be true or false"),
+        ({"dimension_filter": {"PLACE": ["B-101"]}}, "dimension filter names 'PLACE'"),
+        ({"dimension_filter": {"LOCATION_ID": []}}, "context 'dimension_filter': dimension 'LOCATION_ID' needs"),
+        ({"dimension_filter": '[{"DimensionName": "LOCATION_ID"}]'}, "DimensionValueList"),
+        ({"alerts": {"name": "a"}}, "context 'alerts': must be a list"),
+        (
+            {"alerts": [{"name": "a"}, {"name": "b", "treshold": 80}]},
+            "alert 1 ('b'): unknown field 'treshold' (did you mean 'threshold'?)",
+        ),
+        ({"alerts": [{"name": "a", "threshold": 101}]}, "alert 0 ('a'): 'threshold' must be a number within 0-100"),
+        ({"alerts": [{"name": "a", "target": "arn:aws:s3:::bucket"}]}, "alert 0 ('a'): 'target' must be"),
+        ({"alerts": [{"name": "a", "format": "xml"}]}, "'format' must be one of sentinel, lookout"),
+        ({"alerts": [{"name": "a", "measures": ["PM25"]}]}, "alert 0 ('a'): filter names PM25"),
+        ({"alerts": [{"name": "a"}, {"name": "a"}]}, "alert 1 ('a'): the name is already used"),
+        ({"alerts": [{"name": f"a{i}"} for i in range(11)]}, "at most 10 alerts"),
+        ({"alerts": [{"name": "bad name"}]}, "alert 0 ('bad name'): 'name' must be"),
         ({"measures": "CO:MAX"}, "aggregation of CO must be one of SUM, AVG"),
         ({"measures": [{"name": "CO", "aggregation": "MEDIAN"}]}, "aggregation of CO must be one of SUM, AVG"),
         ({"alert_emails": "ops@example"}, "'ops@example' is not an e-mail address"),
@@ -181,6 +199,89 @@ def test_series_caps_default_to_the_capacity_figures_and_size_the_detector() -> 
 def test_series_caps_errors_name_the_key(ctx: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         cfg(**ctx)
+
+
+def test_alerts_are_parsed_with_defaults_and_serialised_for_the_functions() -> None:
+    topic = "arn:aws:sns:eu-west-1:123456789012:facilities"
+    fn = "arn:aws:lambda:eu-west-1:123456789012:function:ticketing"
+    c = cfg(
+        alerts=json.dumps(
+            [
+                {"name": "facilities", "threshold": 90, "dimensions": {"LOCATION_ID": ["B-101"]}, "target": topic},
+                {"name": "tickets", "measures": ["CO"], "target": fn, "format": "lookout"},
+                {"name": "everyone"},
+            ]
+        )
+    )
+    names = [(r.name, r.threshold, r.kind, r.format) for r in c.alerts]
+    base = get_preset(DEFAULT_PRESET).severity_threshold
+    assert names == [
+        ("facilities", 90.0, "sns", "sentinel"),
+        ("tickets", base, "lambda", "lookout"),
+        ("everyone", base, "topic", "sentinel"),
+    ]
+    assert c.alerts[0].alert_filter.dimensions == {"LOCATION_ID": frozenset({"B-101"})}
+    assert json.loads(c.routes_json)[1]["measures"] == ["CO"]
+    assert cfg().alerts == () and cfg().routes_json == ""  # no `alerts`: today's one alert
+
+
+def test_dimension_filter_in_both_shapes_reaches_the_spec() -> None:
+    mapping = cfg(dimension_filter={"LOCATION_ID": ["B-101", "B-102"]})
+    lookout = cfg(
+        dimension_filter=json.dumps([{"DimensionName": "LOCATION_ID", "DimensionValueList": ["B-101", "B-102"]}])
+    )
+    assert mapping.spec.dimension_filter == lookout.spec.dimension_filter == {"LOCATION_ID": ("B-101", "B-102")}
+    assert cfg(dimension_filter={}).spec == get_preset(DEFAULT_PRESET)
+
+
+def test_detector_active_accepts_booleans_and_cli_strings() -> None:
+    assert cfg().detector_active is True
+    assert cfg(detector_active=False).detector_active is False
+    assert cfg(detector_active="false").detector_active is False
+
+
+def test_cdk_keys_are_not_typos() -> None:
+    cfg(**{"@aws-cdk/core:checkSecretUsage": True, "aws:cdk:enable-path-metadata": True})
+    cfg(**{"acknowledged-issue-numbers": [1234], "availability-zones:account=1:region=eu-west-1": ["a"]})
+
+
+def _readme_context_table() -> dict[str, tuple[str, str]]:
+    """``| `key` | type | default | what |`` rows of the README's context table."""
+    rows: dict[str, tuple[str, str]] = {}
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- context-keys -->")
+    for line in text[start:].splitlines()[1:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2].strip("`"))
+    return rows
+
+
+def test_readme_lists_every_context_key_with_type_and_default() -> None:
+    from infra.config import CONTEXT
+
+    table = _readme_context_table()
+    assert list(table) == list(CONTEXT)
+    assert table == {k: (v.type, v.default) for k, v in CONTEXT.items()}
+
+
+def test_cdk_synth_refuses_a_typo_with_one_line(tmp_path: Path) -> None:
+    """What `npx cdk synth -c alert_email=x` runs (app.py with the CLI's context, in its own process): one line."""
+    import os
+    import subprocess
+    import sys
+
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "alert_email": "x"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == "error: unknown context key 'alert_email'; did you mean 'alert_emails'?"
+    assert "Traceback" not in res.stderr
 
 
 def test_timezone_reaches_the_pipeline_spec() -> None:

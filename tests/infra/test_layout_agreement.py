@@ -41,13 +41,10 @@ def iot_rule_output(payload: bytes, thing: str) -> bytes:
 def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
     """Partition keys the transform returns for one record with timestamp ``ts`` (arriving 30 s later)."""
     spec = synth.spec()
-    doc = {
-        spec.timestamp_column: ts.strftime("%Y-%m-%d %H:%M:%S"),
-        "LOCATION_ID": "B-101",
-        "CO": 1.5,
-        "SO2": 3,
-        "NO2": 4,
-    }
+    doc: dict[str, object] = {spec.timestamp_column: ts.strftime("%Y-%m-%d %H:%M:%S")}
+    doc.update({d: f"{d.lower()}-1" for d in spec.dimensions})
+    doc[spec.dimensions[0]] = "B-101"  # the location is the publishing thing's own (the identity binding)
+    doc.update({m.name: 1.5 + i for i, m in enumerate(spec.measures)})
     arrival = ts + timedelta(seconds=30)
     event = {
         "invocationId": "agreement",
@@ -67,19 +64,33 @@ def transform_keys(ts: datetime, synth: Synth) -> dict[str, str]:
     return dict(rec["metadata"]["partitionKeys"])
 
 
-@pytest.mark.parametrize("interval", DETECTOR_INTERVALS)
-def test_prefix_keys_and_lookout_template_agree(interval: str, synth_cache: SynthCache) -> None:
+# Lookout's limits: 10 measures x 10 dimensions in one metric set (the preset's 3 x 1 grown to the maximum).
+TEN_BY_TEN = {
+    "measures": ",".join(["CO", "SO2", "NO2", *(f"M{i}" for i in range(4, 11))]),
+    "dimensions": ",".join(["LOCATION_ID", *(f"D{i}" for i in range(2, 11))]),
+}
+
+
+@pytest.mark.parametrize(
+    ("interval", "size"), [*((i, "preset") for i in DETECTOR_INTERVALS), ("PT5M", "10x10"), ("P1D", "10x10")]
+)
+def test_prefix_keys_and_lookout_template_agree(interval: str, size: str, synth_cache: SynthCache) -> None:
     # The preset's own interval reuses the plain synth; the others override it.
-    extra = {} if interval == "PT5M" else {"interval": interval}
+    extra: dict[str, str] = {} if interval == "PT5M" else {"interval": interval}
+    if size == "10x10":
+        extra |= TEN_BY_TEN
     s = synth_cache("air-quality", "lookout", **extra)
     spec = s.spec()
     assert spec.interval == interval
+    if size == "10x10":
+        assert (len(spec.measures), len(spec.dimensions)) == (10, 10)
     bucket_id, _ = s.by_marker("data-bucket")
     _, stream = s.by_marker("delivery-stream")
     prefix = stream["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
     _, det = s.by_marker("lookout-detector")
     (ms,) = det["Properties"]["MetricSetList"]
     assert ms["MetricSetFrequency"] == interval
+    assert ms["DimensionList"] == list(spec.dimensions) and len(ms["MetricList"]) == len(spec.measures)
     (templated,) = ms["MetricSource"]["S3SourceConfig"]["TemplatedPathList"]
     lookout = render_join(templated, {bucket_id: "BUCKET"})
     for ts in TIMES:

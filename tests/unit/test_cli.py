@@ -27,6 +27,7 @@ EXPECTED = {
     "backtest": "--interval",
     "feedback": "--not-anomaly",
     "demo": "--hours",
+    "detector": "activate",
 }
 # What made `--help` take 2.7-5 s before the command modules imported them lazily.
 HEAVY = ("boto3", "botocore", "matplotlib", "moto", "awscrt", "awsiot", "numpy", "aws_cdk", "jsii")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 from moto import mock_aws
@@ -48,6 +49,14 @@ def no_aws_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[p
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for var in (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    # boto3's default session caches the credentials an earlier test in this process resolved: start without one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     yield monkeypatch
 
 

@@ -27,8 +27,8 @@ def test_unknown_preset_and_missing_env() -> None:
     [
         ({"interval": "PT15M"}, "interval must be one of"),
         ({"measures": ()}, "at least one measure"),
-        ({"measures": tuple(Measure(f"m{i}") for i in range(6))}, "at most 5 measures"),
-        ({"dimensions": tuple(f"d{i}" for i in range(6))}, "at most 5 dimensions"),
+        ({"measures": tuple(Measure(f"m{i}") for i in range(11))}, "at most 10 measures"),
+        ({"dimensions": tuple(f"d{i}" for i in range(11))}, "at most 10 dimensions"),
         ({"measures": (Measure("CO", "MAX"),)}, "SUM or AVG"),  # type: ignore[arg-type]
         ({"severity_threshold": 101}, "0-100"),
         ({"data_prefix": "Air_Quality"}, "data_prefix"),
@@ -49,3 +49,12 @@ def test_topics() -> None:
     assert spec.telemetry_topic("sensor-1") == "sentinel/air-quality/sensor-1/telemetry"
     assert spec.command_topic("sensor-1") == "sentinel/air-quality/sensor-1/commands"
     assert spec.telemetry_topic_filter == "sentinel/air-quality/+/telemetry"
+
+
+def test_ten_measures_by_ten_dimensions_is_the_limit() -> None:
+    """Lookout for Metrics' limits per metric set: 10 measures and 10 dimensions."""
+    base = get_preset("air-quality")
+    spec = base.with_overrides(
+        measures=tuple(Measure(f"m{i}") for i in range(10)), dimensions=tuple(f"d{i}" for i in range(10))
+    )
+    assert (len(spec.measures), len(spec.dimensions)) == (10, 10)
