@@ -10,6 +10,7 @@ PYTHON ?=
 PRESET ?= air-quality
 ENGINE ?= builtin
 DEMO_ARGS ?=
+CONSOLE_ARGS ?=
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -32,7 +33,7 @@ LOCKS := requirements/deploy.lock requirements/simulator.lock requirements/dev.l
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.12 \
 	--custom-compile-command "make lock"
 
-.PHONY: help setup setup-deploy setup-simulator test demo synth lint format typecheck bench nab clean broker lock node
+.PHONY: help setup setup-deploy setup-simulator test demo console synth lint format typecheck bench nab clean broker browser web-vendor lock node
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -101,17 +102,35 @@ broker:
 	  elif command -v brew >/dev/null 2>&1; then brew install mosquitto; \
 	  else echo "error: install mosquitto 2.x for the MQTT tests"; exit 1; fi; }
 
+# The console's browser test drives Debian's Chromium through its chromedriver (Selenium); it fails, never skips,
+# without them. Only `make test` needs them: `make demo` and `make console` do not.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# The console's charting library, from npm (package.json pins it); the built file and its licence are committed
+# in web/vendor/, so this is only needed to upgrade it.
+web-vendor: node_modules/.stamp
+	mkdir -p web/vendor
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css web/vendor/
+	cp node_modules/uplot/LICENSE web/vendor/uPlot.LICENSE
+
 setup: $(VENV)/.stamp-dev node node_modules/.stamp ## .venv with the dev lock (tests, demo, deploy), Node 22+, the CDK CLI
 
 setup-simulator: $(VENV)/.stamp-simulator node node_modules/.stamp ## .venv for the demo and the simulator CLI only
 
 setup-deploy: $(VENV)/.stamp-deploy node node_modules/.stamp ## .venv for cdk synth/deploy only (no simulator, no test tools)
 
-test: setup broker lint typecheck ## Lint, type-check and run the whole offline test suite
+test: setup broker browser lint typecheck ## Lint, type-check and run the whole offline test suite
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 demo: setup-simulator ## Run the whole pipeline offline (moto) and write out/demo/report.html
 	$(PY) -m simulator demo --preset $(PRESET) $(DEMO_ARGS)
+
+console: setup-simulator ## Serve the anomaly console offline over the last demo (http://localhost:8321/)
+	$(PY) -m simulator console $(CONSOLE_ARGS)
 
 synth: setup-deploy ## Synthesize the stack: make synth PRESET=loyalty ENGINE=lookout
 	npx cdk synth --quiet -c preset=$(PRESET) -c engine=$(ENGINE)

@@ -235,8 +235,13 @@ class SentinelConfig:
         routes = _alerts("alerts", get("alerts"), spec)
         active = _bool("detector_active", get("detector_active"), _default("detector_active"))
         console = _text("console_base_url", get("console_base_url") or _default("console_base_url"))
-        if console and not console.startswith("https://"):
-            raise ConfigError(f"context 'console_base_url' must start with https://, got {console!r}")
+        # The console's address alerts link to (default: the stack's own console distribution). Plain http only
+        # for the offline console on this machine (`python -m simulator console`).
+        if console and not re.match(r"^(https://|http://(localhost|127\.0\.0\.1)(:\d+)?(/|$))", console):
+            raise ConfigError(
+                f"context 'console_base_url' must start with https:// (or be http://localhost:PORT for the offline "
+                f"console), got {console!r}"
+            )
         max_series = _int("detector_max_series", get("detector_max_series"), _default("detector_max_series"))
         if max_series < 1:
             raise ConfigError(f"context 'detector_max_series' must be at least 1, got {max_series}")

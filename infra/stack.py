@@ -15,11 +15,13 @@ from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_kinesis as kinesis
 from constructs import Construct
 from sentinel_core import activation, layout
+from sentinel_core import environment as lambda_env
 
 from infra.alert_topic import AlertTopic
 from infra.automation import Automation
 from infra.backtest_job import BacktestJob
 from infra.config import SentinelConfig
+from infra.console import Console
 from infra.delivery import Delivery
 from infra.detector_builtin import BuiltinDetector
 from infra.detector_lookout import LookoutDetector
@@ -48,6 +50,7 @@ class SentinelStack(Stack):
         self.backtest: BacktestJob | None = None
         self.lookout: LookoutDetector | None = None
         self.automation: Automation | None = None
+        self.console: Console | None = None
         Tags.of(self).add("project", "metric-sentinel")
         Tags.of(self).add("preset", spec.preset)
 
@@ -58,6 +61,7 @@ class SentinelStack(Stack):
 
         if config.engine == "builtin":
             self.tables = StateTables(self, "State")
+            self.console = Console(self, "Console", config=config, lake=self.lake, tables=self.tables)
             self.detector = BuiltinDetector(
                 self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
             )
@@ -65,6 +69,7 @@ class SentinelStack(Stack):
                 self.backtest = BacktestJob(
                     self, "Backtest", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
                 )
+            self._link_alerts_to_console()
         else:
             self.lookout = LookoutDetector(self, "Lookout", config=config, lake=self.lake, alerts=self.alerts)
         if spec.ingest == "iot":
@@ -89,6 +94,14 @@ class SentinelStack(Stack):
         if self.kinesis is not None:
             self.kinesis.allow_firehose(self.delivery)
 
+    def _link_alerts_to_console(self) -> None:
+        """Alerts link to the group's console page: the deployed console unless ``console_base_url`` names one."""
+        if self.console is None or self.config.console_base_url:
+            return
+        for stage in (self.detector, self.backtest):
+            if stage is not None:
+                stage.fn.function.add_environment(lambda_env.CONSOLE_BASE_URL, self.console.url)
+
     # -- what the operations dashboard watches ------------------------------------------------------------------
     def _watched(self) -> Watched:
         """The stages' functions, dead-letter queues, own alarms, delivery stream, IoT rule and alert topic."""
@@ -103,6 +116,10 @@ class SentinelStack(Stack):
         if self.automation is not None:
             functions.append(WatchedFunction(self.automation.fn))
             queues.append(WatchedQueue(self.automation.dlq, self.automation.node.id))
+        if self.console is not None:
+            functions += [WatchedFunction(f) for f in (self.console.api_fn, self.console.archive_fn)]
+            functions.append(WatchedFunction(self.console.web_deploy_fn))
+            queues.append(WatchedQueue(self.console.archive_dlq, "ConsoleArchive"))
         return Watched(
             delivery_stream=self.delivery.stream,
             alert_topic=self.alerts.topic,

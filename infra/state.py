@@ -1,4 +1,5 @@
-"""DynamoDB tables: anomaly groups + feedback (TTL ``ttl``) and Powertools idempotency records (TTL ``expiration``).
+"""DynamoDB tables: anomaly groups, feedback and detector runs (TTL ``ttl``; a stream and the by-start index for the
+console) and Powertools idempotency records (TTL ``expiration``).
 
 The builtin engine stores anomaly groups and makes its runs idempotent: ``StateTables`` (both tables). The alert
 automation of the IoT presets needs only the idempotency table, with either engine: ``IdempotencyTable``. The stack
@@ -10,6 +11,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as ddb
 from constructs import Construct
+from sentinel_core.store import GROUPS_BY_START
 
 from infra.common import mark
 
@@ -38,7 +40,9 @@ ITEM_ACTIONS: list[str] = [
 ]
 
 
-def _table(scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, *, retain: bool, marker: str) -> ddb.Table:
+def _table(
+    scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, *, retain: bool, marker: str, stream: bool = False
+) -> ddb.Table:
     table = ddb.Table(
         scope,
         id_,
@@ -49,6 +53,8 @@ def _table(scope: Construct, id_: str, pk: str, sk: str | None, ttl: str, *, ret
         point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
         encryption=ddb.TableEncryption.AWS_MANAGED,
         removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+        # New images feed the console's history archive (groups and feedback kept in S3 beyond the 90-day TTL).
+        stream=ddb.StreamViewType.NEW_IMAGE if stream else None,
     )
     mark(table, marker)
     return table
@@ -65,7 +71,14 @@ class StateTables(Construct):
     def __init__(self, scope: Construct, id_: str) -> None:
         super().__init__(scope, id_)
         # Anomaly groups carry the operators' feedback: retained when the stack is deleted.
-        self.anomalies = _table(self, "Anomalies", "pk", "sk", "ttl", retain=True, marker="anomaly-table")
+        self.anomalies = _table(self, "Anomalies", "pk", "sk", "ttl", retain=True, marker="anomaly-table", stream=True)
+        # The console lists groups by time range with a Query on this index (sentinel_core.store.query_groups).
+        self.anomalies.add_global_secondary_index(
+            index_name=GROUPS_BY_START,
+            partition_key=ddb.Attribute(name="pk", type=ddb.AttributeType.STRING),
+            sort_key=ddb.Attribute(name="gsi_start", type=ddb.AttributeType.STRING),
+            projection_type=ddb.ProjectionType.ALL,
+        )
         self.idempotency = _idempotency_table(self)
 
 

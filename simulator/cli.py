@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from simulator.commands import backtest, demo, detector, feedback, generate, provision, publish, stream
+from simulator.commands import backtest, console, demo, detector, feedback, generate, provision, publish, stream
 from simulator.errors import as_cli_error
 
 DISTRIBUTION = "metric-sentinel"  # pyproject's [project] name: where --version reads from
@@ -81,6 +81,7 @@ app.command(name="backtest")(backtest.backtest)
 app.command(name="feedback")(feedback.feedback)
 app.command(name="demo")(demo.demo)
 app.add_typer(detector.app, name="detector")
+app.command(name="console")(console.console)
 
 COMMANDS: tuple[str, ...] = (
     *(str(c.name) for c in app.registered_commands),

@@ -99,10 +99,12 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="AlertsReceived", unit=MetricUnit.Count, value=outcome.alerts)
     metrics.add_metric(name="CommandsSent", unit=MetricUnit.Count, value=len(outcome.commands))
     metrics.add_metric(name="AlertsIgnoredNonIot", unit=MetricUnit.Count, value=outcome.ignored_non_iot)
+    metrics.add_metric(name="AlertsIgnoredSilent", unit=MetricUnit.Count, value=outcome.ignored_silent)
     metrics.add_metric(name="AlertsWithoutLocation", unit=MetricUnit.Count, value=outcome.without_location)
     metrics.add_metric(name="LocationsWithoutThing", unit=MetricUnit.Count, value=len(outcome.without_thing))
     return {
         "alerts": outcome.alerts,
         "commands": [{"topic": c.topic, "payload": c.payload} for c in outcome.commands],
         "ignored_non_iot": outcome.ignored_non_iot,
+        "ignored_silent": outcome.ignored_silent,
     }

@@ -59,6 +59,7 @@ class Outcome:
     alerts: int = 0
     commands: list[Command] = field(default_factory=list)
     ignored_non_iot: int = 0
+    ignored_silent: int = 0  # "series went silent" alerts: a device that sends nothing needs a person, not a command
     without_location: int = 0
     without_thing: list[str] = field(default_factory=list)  # locations no thing owns: no legal command topic
 
@@ -74,6 +75,12 @@ def alert_messages(event: SNSEvent) -> list[str]:
     if not all(isinstance(m, str) for m in out):
         raise AlertParseError("record is not an SNS notification (Sns.Message is not text)")
     return out
+
+
+def is_silent_alert(alert: Mapping[str, Any]) -> bool:
+    """A "series went silent" alert (``sentinel.kind``): its devices sent nothing, so there is nothing to ventilate
+    and a command to a device that may be off or disconnected would only pile up on its topic."""
+    return (alert.get("sentinel") or {}).get("kind") == "silent"
 
 
 def _fmt(v: Any) -> str:
@@ -164,6 +171,13 @@ def handle(
             log(
                 "alert ignored: this pipeline has no IoT devices to command",
                 {"preset": spec.preset, "alertEventId": alert["alertEventId"]},
+            )
+            continue
+        if is_silent_alert(alert):
+            outcome.ignored_silent += 1
+            log(
+                "alert ignored: series went silent (no device command for a silence)",
+                {"alertEventId": alert["alertEventId"], "locations": locations(alert, spec.identity_dimension)[:20]},
             )
             continue
         unowned: list[str] = []

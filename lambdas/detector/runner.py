@@ -17,6 +17,8 @@ One run, triggered by the EventBridge schedule:
    validated (bad ones counted by reason), filtered by the dataset filter and aggregated, scored, grouped; groups
    are stored in DynamoDB and each configured alert (``ALERT_ROUTES``; without it the one alert: the threshold and
    ``ALERT_FILTER``) is sent once per (group, interval, alert) through the ledger (``sentinel_core.routing``);
+   each interval's execution record (status, data quality counts, every series' scores: ``store.put_run``) is
+   written for the console, also for intervals that failed or were skipped, and late records are added to theirs;
 6. the state is saved (also every ``CHECKPOINT_EVERY`` intervals during a long catch-up), then the applied feedback
    is marked as such.
 
@@ -411,6 +413,7 @@ def check_late(clients: Clients, settings: Settings, state: State, report: RunRe
         report.late_records += n
         report.late_objects.extend(new)
         state.scored[iso] = sorted([*seen, *new])
+        store.add_late(clients.ddb, settings.table, settings.detector_id, datetime.fromisoformat(iso), n)
         logger.warning(
             "late records: objects arrived after their interval was scored; counted, not scored "
             "(raise SCHEDULE_OFFSET_SECONDS if this repeats)",
@@ -645,9 +648,10 @@ def score_interval(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
 ) -> list[AnomalyGroup]:
     """Score one interval: read EXACTLY its folder, aggregate (admitting new series within the caps), score, group,
-    store the groups, alert (see the module doc)."""
+    store the groups and the console's run record, alert (see the module doc)."""
     spec = settings.spec
     keys = objects.list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
+    run = store.RunRecord(start)
     bad: Counter[str] = Counter()
     # Event-count presets (a measure defaulted per event, e.g. ecommerce views): two page views of the same page in
     # the same second are two views, not a redelivery, so nothing is dropped there.
@@ -671,6 +675,7 @@ def score_interval(
         )
     if acc.duplicates:
         report.duplicate_records += acc.duplicates
+        run.duplicates = acc.duplicates
         logger.info(
             "identical records counted once (IoT QoS 1 and Firehose deliver at least once)",
             extra={"interval": start.isoformat(), "duplicates": acc.duplicates},
@@ -682,6 +687,7 @@ def score_interval(
         _log_refused(report, report.series_refused - len(acc.refused), settings)
     _add_bad(report, bad)
     report.records += acc.records
+    n_records = acc.records
     values = acc.values()
     del acc
     result, invalid = state.detector.score_valid(
@@ -689,19 +695,26 @@ def score_interval(
     )
     _add_invalid(report, invalid)
     scores: list[PointScore] = result.points
-    if result.silent:  # reported and counted; their own anomaly groups and alert text are not built yet
+    if result.silent:  # counted, logged and alerted as their own "silent" groups
         report.silent_series += len(result.silent)
         logger.warning(
             "series went silent",
             extra={"interval": start.isoformat(), "series": [q.series.id for q in result.silent][:20]},
         )
     found = groups.update_groups(state, scores, settings.detector_id, spec)
+    found += groups.silent_groups(settings.detector_id, result.silent)
     state.remember(start, keys)
     report.intervals_scored += 1
     report.series_scored += len(scores)
     report.anomalies += sum(1 for p in scores if groups.is_anomalous(p))
     stored = [g for g in found if save_group(clients, settings, g, report)]
     report.groups += len(stored)
+    # The console's run status and data quality for this interval, and the scores it plots around a group.
+    run.records, run.rejected, run.scores, run.groups = n_records, dict(bad), scores, len(found)
+    run.series_seen = len(scores)  # the series scored this interval (SUM measures zero-filled included)
+    run.silent = len(result.silent)  # the detector's own verdict: series that reported regularly and went silent
+    run.anomalies = sum(1 for p in scores if groups.is_anomalous(p))
+    store.put_run(clients.ddb, settings.table, settings.detector_id, run, groups.ANOMALY_THRESHOLD)
     publish_alerts(clients, settings, found, start, report, state)
     return found
 
@@ -803,8 +816,26 @@ def run(
         report.skipped_intervals += skipped
         logger.warning("resumed with --skip: missed intervals not scored", extra={"skipped": skipped})
     todo = plan_intervals(resumed, to_utc(closed), settings, report, wall)
+    if report.skipped_intervals and todo:  # the intervals right before the first planned one were not scored
+        not_scored = [todo[0] - timedelta(seconds=settings.step * k) for k in range(report.skipped_intervals, 0, -1)]
+        store.put_skipped_runs(
+            clients.ddb,
+            settings.table,
+            settings.detector_id,
+            not_scored,
+            f"not scored: backlog beyond {settings.max_backlog} intervals, or resumed with --skip",
+        )
     for i, start in enumerate(todo, 1):
-        score_interval(clients, settings, state, start, report)
+        try:
+            score_interval(clients, settings, state, start, report)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            try:  # the console shows the failed interval; the retry (same interval) overwrites it
+                failed = store.RunRecord(start, status=store.RUN_FAILED, failure_reason=reason)
+                store.put_run(clients.ddb, settings.table, settings.detector_id, failed, groups.ANOMALY_THRESHOLD)
+            except Exception:
+                logger.exception("could not record the failed interval", extra={"interval": start.isoformat()})
+            raise
         report.first_interval = report.first_interval or start.isoformat()
         report.last_interval = start.isoformat()
         if i % CHECKPOINT_EVERY == 0 and i < len(todo):

@@ -4,7 +4,8 @@ One anomaly group at one interval becomes ONE SNS publish with ``MessageStructur
 
 * ``sms``     one short line (location, measure, value vs expected, severity, time), 160 characters where possible;
 * ``email``   a multi-line text: what, where, when, how severe, every affected series with its expected band, the
-  dimension contributions in %, what to do, a link to the data and the feedback command line;
+  dimension contributions in %, what to do, a link to the group's console page (``CONSOLE_BASE_URL``), a link
+  to the data and the feedback command line;
 * ``default`` the alert JSON of Amazon Lookout for Metrics, field for field as its documentation shows it
   (``alertName``, ``alertEventId``, ``anomalyDetectorArn``, ``alertArn``, ``alertDescription``, ``anomalyGroupId``,
   ``consoleUrl``, ``timestamp``, ``anomalyScore``, ``impactedMetric`` with ``metricName``, ``dimensionContribution``
@@ -152,6 +153,7 @@ class AlertFilter:
             points=points,
             contributions=contributions,
             feedback=dict(group.feedback),
+            kind=group.kind,
         )
 
 
@@ -180,9 +182,10 @@ class AlertContext:
     region: str = "eu-west-1"
     account: str = "000000000000"
     partition: str = "aws"
-    console_base_url: str = DEFAULT_CONSOLE_BASE
+    console_base_url: str = DEFAULT_CONSOLE_BASE  # the AWS console (S3 links to the interval's data)
     alert_description: str = ""
     name: str = ""  # the alert's own name (``alerts`` context key); "" = ``<detector id>-alert``
+    console_url: str = ""  # Metric Sentinel's console (``CONSOLE_BASE_URL``): alerts link to the group's page
 
     @classmethod
     def from_topic_arn(
@@ -197,7 +200,7 @@ class AlertContext:
             region=parts[3],
             account=parts[4],
             partition=parts[1],
-            console_base_url=(console_base_url or DEFAULT_CONSOLE_BASE).rstrip("/"),
+            console_url=(console_base_url or "").rstrip("/"),
         )
 
     @property
@@ -214,6 +217,10 @@ class AlertContext:
     @property
     def alert_arn(self) -> str:
         return f"arn:{self.partition}:metric-sentinel:{self.region}:{self.account}:Alert:{self.alert_name}"
+
+    def group_url(self, group_id: str) -> str | None:
+        """The group's page in the console (None when no console is deployed)."""
+        return f"{self.console_url}/#/group/{quote(group_id, safe='')}" if self.console_url else None
 
     def data_url(self, prefix: str) -> str:
         """Console link to an S3 folder (or the s3:// URI when the bucket is unknown)."""
@@ -239,7 +246,7 @@ class AlertSettings:
     table: str
     detector_id: str
     alert_filter: AlertFilter = field(default_factory=AlertFilter)  # no filter: every group alerts
-    console_base_url: str | None = None  # None: the public S3 console (DEFAULT_CONSOLE_BASE)
+    console_base_url: str | None = None  # None: no console deployed (alerts link to the data in the S3 console)
 
     @classmethod
     def read(cls, environ: Environment, **extra: Any) -> Self:
@@ -388,10 +395,13 @@ def render_sms(group: AnomalyGroup, spec: PipelineSpec, interval: datetime) -> s
     sev = round(max(p.score for p in pts))
     more = f" +{len(pts) - 1} more" if len(pts) > 1 else ""
     when = fmt_time(interval, spec, with_date=False)
-    line = (
-        f"Sentinel ALERT sev {sev}: {group.measure} at {_where(top)} = {_with_unit(top.value, unit)} "
-        f"(expected {fmt_number(top.expected)}){more} {when}"
-    )
+    if group.silent:
+        line = f"Sentinel ALERT sev {sev}: {group.measure} at {_where(top)}: series went silent{more} {when}"
+    else:
+        line = (
+            f"Sentinel ALERT sev {sev}: {group.measure} at {_where(top)} = {_with_unit(top.value, unit)} "
+            f"(expected {fmt_number(top.expected)}){more} {when}"
+        )
     if len(line) > SMS_LIMIT:  # long dimension values: shorten the place, keep the figures
         room = max(8, len(_where(top)) - (len(line) - SMS_LIMIT) - 1)
         line = line.replace(_where(top), _where(top)[:room] + "~", 1)
@@ -402,7 +412,8 @@ def render_subject(group: AnomalyGroup, spec: PipelineSpec, interval: datetime) 
     pts = points_at(group, interval) or group.points
     top = pts[0]
     where = _where(top) + (f" +{len(pts) - 1}" if len(pts) > 1 else "")
-    text = f"Sentinel alert sev {round(max(p.score for p in pts))}: {group.measure} {_direction(top)} at {where}"
+    what = "went silent" if group.silent else _direction(top)
+    text = f"Sentinel alert sev {round(max(p.score for p in pts))}: {group.measure} {what} at {where}"
     return safe_subject(text)
 
 
@@ -423,6 +434,8 @@ def render_email(
     sev = max(p.score for p in pts)
     folder = layout.interval_folder(interval, spec)
     ongoing = f"; anomalous since {fmt_time(group.start, spec)}" if to_utc(group.start) < to_utc(interval) else ""
+    if group.silent:
+        return _silent_email(group, spec, ctx, interval, pts, limit)
     lines = [
         f"Metric Sentinel found an anomaly in {group.measure} ({spec.preset}).",
         "",
@@ -452,6 +465,7 @@ def render_email(
         "What to do:",
         *textwrap.wrap(_advice(spec, direction), 110, initial_indent="  ", subsequent_indent="  "),
         "",
+        *([f"Open in the console: {ctx.group_url(group.group_id)}"] if ctx.console_url else []),
         f"Data of this interval: {ctx.data_url(folder)}",
         f"  (s3://{ctx.bucket or '<bucket>'}/{folder})",
         f"Anomaly group: {group.group_id}   detector: {ctx.detector_id}",
@@ -461,6 +475,47 @@ def render_email(
     for p in pts[:3]:
         lines.append(f"  {feedback_command(group.group_id, p.series.id)}")
     lines.append("(use --anomaly instead to confirm it.)")
+    return "\n".join(lines) + "\n"
+
+
+def _silent_email(
+    group: AnomalyGroup,
+    spec: PipelineSpec,
+    ctx: AlertContext,
+    interval: datetime,
+    pts: Sequence[PointScore],
+    limit: float,
+) -> str:
+    """A silence has no value and no band: the e-mail says which series stopped reporting and what they usually
+    report, and asks for a look at the device or the feed (no command is sent for it)."""
+    unit = _unit(spec, group.measure)
+    place = spec.labels.get("dimension", "series")
+    lines = [
+        f"Metric Sentinel: series went silent in {group.measure} ({spec.preset}).",
+        "",
+        f"What:      {len(pts)} series of {group.measure} that reported regularly sent nothing for several intervals",
+        f"Where:     {', '.join(dict.fromkeys(_where(p) for p in pts))}"
+        + (f" ({', '.join(spec.dimensions)})" if spec.dimensions else ""),
+        f"When:      found at {fmt_time(interval, spec)} (interval {spec.interval})",
+        f"Severity:  {fmt_number(round(max(p.score for p in pts)))} / 100 (alert threshold {fmt_number(limit)})",
+        "",
+        "Silent series (what they would report now):",
+    ]
+    for p in pts[:MAX_EMAIL_SERIES]:
+        lines.append(f"  - {safe_text(p.series.label)}: no value, expected about {_with_unit(p.expected, unit)}")
+    if len(pts) > MAX_EMAIL_SERIES:
+        lines.append(f"  ... and {len(pts) - MAX_EMAIL_SERIES} more series (all of them are in the JSON alert)")
+    advice = (
+        f"Check the affected {place}(s): power, network, the sensor or the data feed. No device command is sent for "
+        "a silent series; the detector scores it again as soon as values arrive."
+    )
+    lines += [
+        "",
+        "What to do:",
+        *textwrap.wrap(advice, 110, initial_indent="  ", subsequent_indent="  "),
+        "",
+        f"Anomaly group: {group.group_id}   detector: {ctx.detector_id}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -479,8 +534,9 @@ def render_lookout_json(
     pts = points_at(group, interval) or sorted(group.points, key=lambda p: -p.score)
     folder = layout.interval_folder(interval, spec)
     score = max(p.score for p in pts)
+    what = "series went silent" if group.silent else "anomaly"
     description = ctx.alert_description or (
-        f"Metric Sentinel {spec.preset}: {group.measure} anomaly, severity >= {fmt_number(spec.severity_threshold)}"
+        f"Metric Sentinel {spec.preset}: {group.measure} {what}, severity >= {fmt_number(spec.severity_threshold)}"
     )
     return {
         "alertName": ctx.alert_name,
@@ -489,7 +545,7 @@ def render_lookout_json(
         "alertArn": ctx.alert_arn,
         "alertDescription": description[:256],
         "anomalyGroupId": group.group_id,
-        "consoleUrl": ctx.data_url(folder),
+        "consoleUrl": ctx.group_url(group.group_id) or ctx.data_url(folder),
         "impactedMetric": {
             "metricName": group.measure,
             "dimensionContribution": [
@@ -505,7 +561,7 @@ def render_lookout_json(
                 {
                     "timeSeriesId": p.series.id,
                     "dimensions": [{"dimensionName": k, "dimensionValue": v} for k, v in p.series.dimensions],
-                    "metricValue": p.value,
+                    "metricValue": None if group.silent else p.value,  # a silent series has no value
                 }
                 for p in pts[:MAX_JSON_SERIES]
             ],
@@ -513,6 +569,7 @@ def render_lookout_json(
         "timestamp": lookout_timestamp(interval),
         "anomalyScore": round(score, 2),
         "sentinel": {
+            "kind": group.kind,  # "anomaly" or "silent" (automation sends no device command for a silence)
             "preset": spec.preset,
             "interval": spec.interval,
             "intervalStart": to_utc(interval).isoformat(),
@@ -525,7 +582,7 @@ def render_lookout_json(
             "series": [
                 {
                     "timeSeriesId": p.series.id,
-                    "value": p.value,
+                    "value": None if group.silent else p.value,
                     "expected": p.expected,
                     "lower": p.lower,
                     "upper": p.upper,

@@ -31,7 +31,7 @@ from sentinel_core.aggregate import Accumulator, aggregate
 from sentinel_core.detector import Detector, DetectorConfig
 from sentinel_core.groups import ANOMALY_THRESHOLD, build_groups
 from sentinel_core.intervals import interval_range, interval_seconds
-from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
+from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey, SilentSeries
 from sentinel_core.records import Record, parse_number, parse_timestamp
 from sentinel_core.spec import PipelineSpec, dimension_problem
 
@@ -319,6 +319,7 @@ def score(
     scores: dict[tuple[datetime, SeriesKey], float] = {}
     report_from: datetime | None = None
     scored: dict[datetime, list[PointScore]] = {}
+    silent: dict[datetime, list[SilentSeries]] = {}
     if by_interval:
         starts = sorted(by_interval)
         all_starts = interval_range(starts[0], starts[-1] + timedelta(seconds=step_seconds), step_seconds)
@@ -331,10 +332,12 @@ def score(
             if report_from is not None and start < report_from:
                 continue
             scored[start] = points
+            if result.silent:
+                silent[start] = result.silent
             for p in points:
                 scores[(start, p.series)] = p.score
     return Scored(
-        groups=build_groups(scored, detector_id, step_seconds, group_threshold),
+        groups=build_groups(scored, detector_id, step_seconds, group_threshold, silent),
         scores=scores,
         intervals=len(by_interval),
         series=len({k for v in by_interval.values() for k in v}),
@@ -384,6 +387,7 @@ def groups_summary(groups: Sequence[AnomalyGroup]) -> list[Mapping[str, object]]
             {
                 "group_id": g.group_id,
                 "measure": g.measure,
+                "kind": g.kind,
                 "start": g.start.isoformat(),
                 "end": g.end.isoformat(),
                 "score": g.score,

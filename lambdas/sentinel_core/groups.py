@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sentinel_core.intervals import interval_seconds, to_utc
-from sentinel_core.model import AnomalyGroup, Contribution, PointScore
+from sentinel_core.model import KIND_SILENT, AnomalyGroup, Contribution, PointScore, SilentSeries
 from sentinel_core.spec import PipelineSpec
 
 # Points at or above this severity are anomalies and form groups (Lookout lists anomalies from a low severity on;
@@ -140,16 +140,51 @@ def update_groups(state: Any, scores: Sequence[PointScore], detector_id: str, sp
     return found
 
 
+def silent_groups(detector_id: str, silent: Sequence[SilentSeries]) -> list[AnomalyGroup]:
+    """One ``kind="silent"`` group per measure of the series found silent in one interval (the detector reports a
+    silence once, so such a group never continues). Its id is made from ``"<measure> silent"``: it never collides
+    with the value-anomaly group of the same measure and interval, and a replay gives the same id. Each point holds
+    the series' expected value (value, band) and the silence's severity: there is no reading to show."""
+    by_measure: dict[str, list[SilentSeries]] = {}
+    for q in silent:
+        by_measure.setdefault(q.series.measure, []).append(q)
+    out: list[AnomalyGroup] = []
+    for measure in sorted(by_measure):
+        items = by_measure[measure]
+        start = to_utc(items[0].timestamp)
+        points = [
+            PointScore(q.series, to_utc(q.timestamp), q.expected, q.expected, q.expected, q.expected, q.score)
+            for q in items
+        ]
+        group = AnomalyGroup(
+            group_id=AnomalyGroup.make_id(detector_id, f"{measure} silent", start),
+            detector_id=detector_id,
+            measure=measure,
+            start=start,
+            end=start,
+            score=0.0,
+            points=points,
+            kind=KIND_SILENT,
+        )
+        out.append(_finish(group))
+    return out
+
+
 def build_groups(
     scores_by_interval: Mapping[datetime, Sequence[PointScore]],
     detector_id: str,
     step_seconds: int,
     threshold: float = ANOMALY_THRESHOLD,
+    silent_by_interval: Mapping[datetime, Sequence[SilentSeries]] | None = None,
 ) -> list[AnomalyGroup]:
-    """Every group of a whole run (backtests): intervals in time order; missing intervals close groups."""
+    """Every group of a whole run (backtests): intervals in time order; missing intervals close groups. The series
+    found silent (``silent_by_interval``) form their own ``silent`` groups."""
     tracker = GroupTracker(detector_id, step_seconds, threshold)
     seen: dict[str, AnomalyGroup] = {}
     for start in sorted(scores_by_interval):
         for g in tracker.update(start, scores_by_interval[start]):
+            seen[g.group_id] = g
+    for start in sorted(silent_by_interval or {}):
+        for g in silent_groups(detector_id, (silent_by_interval or {})[start]):
             seen[g.group_id] = g
     return sorted(seen.values(), key=lambda g: (to_utc(g.start), g.measure, g.group_id))

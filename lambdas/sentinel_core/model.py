@@ -98,9 +98,20 @@ class Contribution:
     percent: float
 
 
+# Kinds of anomaly group: deviations of the values, and series that stopped reporting (no value to deviate: their
+# alert says so, and the automation sends no device command for it; a silent sensor needs a person, not a fan).
+KIND_ANOMALY = "anomaly"
+KIND_SILENT = "silent"
+GROUP_KINDS = (KIND_ANOMALY, KIND_SILENT)
+
+
 @dataclass
 class AnomalyGroup:
-    """Anomalous series of one measure over consecutive intervals, like Lookout's anomaly group."""
+    """Anomalous series of one measure over consecutive intervals, like Lookout's anomaly group.
+
+    ``kind`` ``"silent"``: the series went silent (``SilentSeries``); its points carry the expected value as value
+    and band (there is no reading), and the alert texts say "series went silent".
+    """
 
     group_id: str
     detector_id: str
@@ -111,6 +122,11 @@ class AnomalyGroup:
     points: list[PointScore] = field(default_factory=list)  # the anomalous points (relevant time series)
     contributions: list[Contribution] = field(default_factory=list)
     feedback: dict[str, bool] = field(default_factory=dict)  # series id -> is anomaly
+    kind: str = KIND_ANOMALY
+
+    @property
+    def silent(self) -> bool:
+        return self.kind == KIND_SILENT
 
     @staticmethod
     def make_id(detector_id: str, measure: str, start: datetime) -> str:
@@ -145,6 +161,7 @@ class AnomalyGroup:
                 {"dimension": c.dimension, "value": c.value, "percent": c.percent} for c in self.contributions
             ],
             "feedback": dict(self.feedback),
+            "kind": self.kind,
         }
 
     @classmethod
@@ -172,4 +189,11 @@ class AnomalyGroup:
                 Contribution(c["dimension"], c["value"], float(c["percent"])) for c in d.get("contributions", [])
             ],
             feedback={k: bool(v) for k, v in d.get("feedback", {}).items()},
+            kind=_kind(d.get("kind", KIND_ANOMALY)),
         )
+
+
+def _kind(value: Any) -> str:
+    if value not in GROUP_KINDS:
+        raise ValueError(f"anomaly group kind {value!r} is not one of {', '.join(GROUP_KINDS)}")
+    return str(value)

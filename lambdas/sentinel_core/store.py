@@ -16,6 +16,14 @@ one detector share ``pk = DET#<detector id>``:
   publishes through ``publish_once`` (claim, publish, mark; the one duplicate window is in ``claim_alert``).
 * ``sk = FEEDBACK#<group id>#<series id>``   a person's verdict on one series of one group, ``status`` pending
   until the detector has applied it (then applied), with the interval starts the verdict covers.
+* ``sk = RUN#<interval start>``   one detector execution of one interval (the console's run status and data quality):
+  ``status`` (COMPLETED / FAILED / FAILED_TO_SCHEDULE), counts (records, rejected by reason, late, duplicates, series
+  seen, silent, anomalies, groups) and, gzip JSON in ``scores``, every series' value / expected / band / severity
+  that interval (what the console plots around a group; see ``put_run``).
+
+Group items also carry ``gsi_start`` (``<start>#<group id>``) and ``dims`` (``NAME=VALUE`` tokens): the sort key
+of the ``GROUPS_BY_START`` index (partition ``pk``), so the console lists groups by time range with a Query, never
+a Scan, and filters them by score, measure and dimension value.
 
 TTL is storage retention, so it uses the wall clock (never the simulated event time).
 """
@@ -28,14 +36,14 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sentinel_core import layout, objects, state_file
 from sentinel_core.intervals import to_utc
-from sentinel_core.model import AnomalyGroup
+from sentinel_core.model import AnomalyGroup, PointScore
 from sentinel_core.spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -49,9 +57,13 @@ DAY = 86400
 GROUP_TTL_DAYS = 90
 ALERT_TTL_DAYS = 30
 FEEDBACK_TTL_DAYS = 90
+RUN_TTL_DAYS = 90  # like the groups: the console shows the runs and data quality of the groups it shows
 STATE_FILE = "model/state.bin.gz"  # sentinel_core.state_file
 LEGACY_STATE_FILE = "model/state.json.gz"  # the JSON state of earlier releases (read, never written)
-
+GROUPS_BY_START = "groups-by-start"  # GSI: pk + gsi_start (infra/state.py declares it)
+# Series whose scores a run item keeps in full; beyond, only the anomalous ones (gzip JSON of ~60 bytes a series:
+# 5000 stay far below DynamoDB's 400 KB item limit).
+MAX_RUN_SERIES = 5000
 
 ALERT_NEW = "new"  # claimed now: publish
 ALERT_PENDING = "pending"  # a previous attempt claimed it but did not confirm the publish: publish again
@@ -277,6 +289,11 @@ def _unpack_group(item: Mapping[str, Any]) -> AnomalyGroup:
     return group
 
 
+def group_from_item(item: Mapping[str, Any]) -> AnomalyGroup:
+    """A group from its DynamoDB item (attribute values, e.g. a stream record's new image)."""
+    return _unpack_group(item)
+
+
 def save_group(ddb: DynamoDBClient, table: str, group: AnomalyGroup, now: float | None = None) -> None:
     """Insert or update a group; the feedback map people wrote is kept."""
     ddb.update_item(
@@ -284,7 +301,8 @@ def save_group(ddb: DynamoDBClient, table: str, group: AnomalyGroup, now: float 
         Key=_key(group.detector_id, "GROUP", group.group_id),
         UpdateExpression=(
             "SET #data = :data, #start = :start, #end = :end, score = :score, measure = :measure, "
-            "series_ids = :series, #ttl = :ttl, group_id = :gid, feedback = if_not_exists(feedback, :empty)"
+            "series_ids = :series, #ttl = :ttl, group_id = :gid, feedback = if_not_exists(feedback, :empty), "
+            "gsi_start = :gsi, dims = :dims"
         ),
         ExpressionAttributeNames={"#data": "data", "#start": "start", "#end": "end", "#ttl": "ttl"},
         ExpressionAttributeValues={
@@ -297,8 +315,15 @@ def save_group(ddb: DynamoDBClient, table: str, group: AnomalyGroup, now: float 
             ":ttl": {"N": str(_ttl(GROUP_TTL_DAYS, now))},
             ":gid": {"S": group.group_id},
             ":empty": {"M": {}},
+            ":gsi": {"S": f"{_iso(group.start)}#{group.group_id}"},
+            ":dims": to_attr(dimension_tokens(group)),
         },
     )
+
+
+def dimension_tokens(group: AnomalyGroup) -> list[str]:
+    """``NAME=VALUE`` of every dimension value in the group's series (a list: ``contains`` filters on it)."""
+    return sorted({f"{name}={value}" for p in group.points for name, value in p.series.dimensions})
 
 
 def get_group(ddb: DynamoDBClient, table: str, detector_id: str, group_id: str) -> AnomalyGroup | None:
@@ -532,6 +557,7 @@ def _feedback_from_item(detector_id: str, item: Mapping[str, Any]) -> Feedback:
         timestamps=tuple(datetime.fromisoformat(t) for t in raw.get("timestamps", [])),
         created_at=str(raw.get("created_at", "")),
         status=str(raw.get("status", "pending")),
+        extra={"applied_at": str(raw["applied_at"])} if raw.get("applied_at") else {},
     )
 
 
@@ -568,3 +594,313 @@ def mark_feedback_applied(ddb: DynamoDBClient, table: str, fb: Feedback, applied
         return True
     except ddb.exceptions.ConditionalCheckFailedException:
         return False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Detector executions (run status and data quality per interval)
+# ----------------------------------------------------------------------------------------------------------------
+RUN_COMPLETED = "COMPLETED"
+RUN_FAILED = "FAILED"
+RUN_SKIPPED = "FAILED_TO_SCHEDULE"  # Lookout's status for an interval that was never run (here: backlog skipped)
+
+
+@dataclass
+class RunRecord:
+    """What the detector did with one interval (Lookout's execution status + its data quality metrics)."""
+
+    interval: datetime
+    status: str = RUN_COMPLETED
+    failure_reason: str = ""
+    records: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> lines
+    late: int = 0  # records that arrived after the interval was scored (counted, not scored)
+    duplicates: int = 0
+    series_seen: int = 0  # series with a value this interval
+    silent: int = 0  # series the model knows that sent nothing this interval
+    anomalies: int = 0
+    groups: int = 0
+    scores: list[PointScore] = field(default_factory=list)
+    scores_truncated: bool = False
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "rejected": dict(sorted(self.rejected.items())),
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "series_seen": self.series_seen,
+            "silent": self.silent,
+            "anomalies": self.anomalies,
+            "groups": self.groups,
+        }
+
+
+def _run_key(detector_id: str, interval: datetime) -> dict[str, Any]:
+    return {"pk": {"S": pk(detector_id)}, "sk": {"S": f"RUN#{_iso(interval)}"}}
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(x, 6)  # NaN (no value this interval) -> null
+
+
+def _pack_scores(points: Sequence[PointScore]) -> bytes:
+    rows = {p.series.id: [_num(p.value), _num(p.expected), _num(p.lower), _num(p.upper), p.score] for p in points}
+    return gzip.compress(json.dumps(rows, separators=(",", ":")).encode(), mtime=0)
+
+
+def put_run(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    run: RunRecord,
+    anomaly_threshold: float,
+    now: float | None = None,
+) -> None:
+    """Write (replace) the execution record of one interval; ``late`` is kept when a replay rewrites it."""
+    points = run.scores
+    truncated = run.scores_truncated
+    if len(points) > MAX_RUN_SERIES:
+        points = [p for p in points if not p.warming_up and p.score >= anomaly_threshold][:MAX_RUN_SERIES]
+        truncated = True
+    counts = run.counts()
+    ddb.update_item(
+        TableName=table,
+        Key=_run_key(detector_id, run.interval),
+        UpdateExpression=(
+            "SET #status = :status, failure_reason = :reason, counts = :counts, scores = :scores, "
+            "scores_truncated = :trunc, late = if_not_exists(late, :zero), #ttl = :ttl"
+        ),
+        ExpressionAttributeNames={"#status": "status", "#ttl": "ttl"},
+        ExpressionAttributeValues={
+            ":status": {"S": run.status},
+            ":reason": {"S": run.failure_reason},
+            ":counts": to_attr(counts),
+            ":scores": {"B": _pack_scores(points)},
+            ":trunc": {"BOOL": truncated},
+            ":zero": {"N": "0"},
+            ":ttl": {"N": str(_ttl(RUN_TTL_DAYS, now))},
+        },
+    )
+
+
+def put_skipped_runs(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    intervals: Sequence[datetime],
+    reason: str,
+    now: float | None = None,
+) -> None:
+    """Execution records for intervals that were never scored (one PutItem each: the detector's grant has no
+    batch writes, and a backlog is skipped rarely — at most ``MAX_BACKLOG`` items once)."""
+    for t in intervals:
+        ddb.put_item(
+            TableName=table,
+            Item={
+                **_run_key(detector_id, t),
+                "status": {"S": RUN_SKIPPED},
+                "failure_reason": {"S": reason},
+                "counts": to_attr(RunRecord(t).counts()),
+                "ttl": {"N": str(_ttl(RUN_TTL_DAYS, now))},
+            },
+        )
+
+
+def add_late(ddb: DynamoDBClient, table: str, detector_id: str, interval: datetime, records: int) -> None:
+    """Count records that arrived after ``interval`` was scored (an ADD: safe when retried only as often as the run)."""
+    ddb.update_item(
+        TableName=table,
+        Key=_run_key(detector_id, interval),
+        UpdateExpression="ADD late :n",
+        ExpressionAttributeValues={":n": {"N": str(int(records))}},
+    )
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    interval: datetime
+    status: str
+    failure_reason: str
+    counts: dict[str, Any]
+    late: int
+    scores_truncated: bool
+    raw_scores: bytes | None
+
+    def scores(self) -> dict[str, list[float | None]]:
+        """series id -> [value, expected, lower, upper, severity] (value None when the series sent nothing)."""
+        if not self.raw_scores:
+            return {}
+        data = json.loads(gzip.decompress(self.raw_scores))
+        return data if isinstance(data, dict) else {}
+
+
+def _run_from_item(item: Mapping[str, Any]) -> StoredRun:
+    raw = from_item(item)
+    return StoredRun(
+        interval=datetime.fromisoformat(str(raw["sk"])[len("RUN#") :]),
+        status=str(raw.get("status", RUN_COMPLETED)),
+        failure_reason=str(raw.get("failure_reason", "")),
+        counts=dict(raw.get("counts") or {}),
+        late=int(raw.get("late", 0) or 0),
+        scores_truncated=bool(raw.get("scores_truncated", False)),
+        raw_scores=raw.get("scores"),
+    )
+
+
+def query_runs(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+    start_key: Mapping[str, Any] | None = None,
+    with_scores: bool = True,
+) -> tuple[list[StoredRun], dict[str, Any] | None]:
+    """Execution records with ``start <= interval <= end`` (a key range Query; None = unbounded); at most ``limit``.
+
+    Returns the runs and DynamoDB's LastEvaluatedKey (None on the last page).
+    """
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": pk(detector_id)},
+            ":a": {"S": f"RUN#{_iso(start)}" if start else "RUN#"},
+            ":b": {"S": f"RUN#{_iso(end)}" if end else "RUN#~"},
+        },
+        "ScanIndexForward": not newest_first,
+    }
+    if not with_scores:
+        request["ProjectionExpression"] = "sk, #status, failure_reason, counts, late, scores_truncated"
+        request["ExpressionAttributeNames"] = {"#status": "status"}
+    if start_key:
+        request["ExclusiveStartKey"] = dict(start_key)
+    runs: list[StoredRun] = []
+    while True:
+        if limit is not None:
+            request["Limit"] = limit - len(runs)
+        resp: Any = ddb.query(**request)
+        runs.extend(_run_from_item(i) for i in resp.get("Items", []))
+        last = resp.get("LastEvaluatedKey")
+        if not last or (limit is not None and len(runs) >= limit):
+            return runs, last or None
+        request["ExclusiveStartKey"] = last
+
+
+def _group_query(
+    table: str,
+    detector_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    min_score: float,
+    measure: str | None,
+    dimensions: Sequence[str],
+) -> dict[str, Any]:
+    """A Query on ``GROUPS_BY_START``: groups starting in [start, end] with the score / measure / dimension filters."""
+    values: dict[str, Any] = {
+        ":pk": {"S": pk(detector_id)},
+        ":t": to_attr(float(min_score)),
+        ":a": {"S": _iso(start) if start else "0"},  # every ISO-8601 time sorts after "0" and before "~"
+        ":b": {"S": f"{_iso(end)}#~" if end else "~"},
+    }
+    filters = ["score >= :t"]
+    if measure:
+        filters.append("measure = :m")
+        values[":m"] = {"S": measure}
+    for i, token in enumerate(dimensions):
+        filters.append(f"contains(dims, :d{i})")
+        values[f":d{i}"] = {"S": token}
+    return {
+        "TableName": table,
+        "IndexName": GROUPS_BY_START,
+        "KeyConditionExpression": "pk = :pk AND gsi_start BETWEEN :a AND :b",
+        "FilterExpression": " AND ".join(filters),
+        "ExpressionAttributeValues": values,
+    }
+
+
+def query_groups(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    min_score: float = 0.0,
+    measure: str | None = None,
+    dimensions: Sequence[str] = (),
+    limit: int = 100,
+    start_key: Mapping[str, Any] | None = None,
+    max_pages: int = 20,
+) -> tuple[list[AnomalyGroup], dict[str, Any] | None]:
+    """Groups starting in [start, end], newest first, through the ``GROUPS_BY_START`` index (Query, never Scan).
+
+    ``min_score``/``measure``/``dimensions`` (``NAME=VALUE``, all must match) are filter expressions, so a page
+    may hold fewer than ``limit`` groups; at most ``max_pages`` reads per call bound the latency. Returns the
+    groups and the key to continue from (None when there is nothing more).
+    """
+    request = _group_query(table, detector_id, start, end, min_score, measure, dimensions)
+    request["ScanIndexForward"] = False
+    if start_key:
+        request["ExclusiveStartKey"] = dict(start_key)
+    found: list[AnomalyGroup] = []
+    for _ in range(max_pages):
+        request["Limit"] = limit - len(found)
+        resp: Any = ddb.query(**request)
+        found.extend(_unpack_group(i) for i in resp.get("Items", []))
+        last = resp.get("LastEvaluatedKey")
+        if not last:
+            return found, None
+        if len(found) >= limit:
+            return found, last
+        request["ExclusiveStartKey"] = last
+    return found, request.get("ExclusiveStartKey")
+
+
+def group_feedback(
+    ddb: DynamoDBClient, table: str, detector_id: str, group_id: str, series_id: str | None = None
+) -> list[Feedback]:
+    """The verdicts on one group (or one of its series): a key prefix Query."""
+    prefix = f"FEEDBACK#{group_id}#" + (series_id or "")
+    items = _query(ddb, table, detector_id, prefix)
+    out = [_feedback_from_item(detector_id, i) for i in items]
+    if series_id is not None:
+        out = [f for f in out if f.series_id == series_id]
+    return sorted(out, key=lambda f: f.series_id)
+
+
+def count_groups(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    min_score: float = 0.0,
+    measure: str | None = None,
+    dimensions: Sequence[str] = (),
+    max_pages: int = 50,
+) -> tuple[dict[str, int], str | None, bool]:
+    """Groups per measure matching ``query_groups``' filters (only ``measure``/``gsi_start`` read), the earliest
+    start, and whether the count is complete (False when ``max_pages`` index pages did not reach the end)."""
+    counts: dict[str, int] = {}
+    earliest: str | None = None
+    key: dict[str, Any] | None = None
+    for _ in range(max_pages):
+        request = _group_query(table, detector_id, start, end, min_score, measure, dimensions)
+        request["ProjectionExpression"] = "measure, gsi_start"
+        if key:
+            request["ExclusiveStartKey"] = key
+        resp: Any = ddb.query(**request)
+        for item in resp.get("Items", []):
+            m = str(from_attr(item["measure"]))
+            counts[m] = counts.get(m, 0) + 1
+            first = str(from_attr(item["gsi_start"])).split("#")[0]
+            earliest = first if earliest is None or first < earliest else earliest
+        key = resp.get("LastEvaluatedKey")
+        if not key:
+            return counts, earliest, True
+    return counts, earliest, False

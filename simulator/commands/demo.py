@@ -239,6 +239,7 @@ def demo(
     pipeline itself failed (records lost, the upload rejected), 2 when the demo cannot run.
     """
     from simulator.demo import DemoError, DemoOptions, run_demo
+    from simulator.demo.result import CONSOLE_URL
 
     console = Console(file=sys.stdout)  # bound now: the Lambdas' own stdout goes to OUT/lambda-logs.jsonl
     live_start = parse_start(start)
@@ -268,6 +269,10 @@ def demo(
     console.print(
         f"\nReport: [bold]{result.report_path}[/] ({len(result.panels)} plots) · alerts: {result.alerts_path} · "
         f"Lambda logs: {result.log_path} · took {time.monotonic() - t0:.0f} s for {fed} in simulated time"
+    )
+    console.print(
+        f"Console: [bold]make console[/] (or python -m simulator console --out {out}), then open "
+        f"[bold]{CONSOLE_URL}[/] — the anomaly groups, their plots and feedback, offline"
     )
     if result.failures:
         raise OperationError("the pipeline failed: " + "; ".join(result.failures))

@@ -74,7 +74,11 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
     )
     obs.phase("Creating the stack's resources in moto (from the template)")
     with demo_session(pipeline, options.out):  # local_aws.offline + the Lambdas' logs to <out>/lambda-logs.jsonl
-        return run(options, spec, pipeline, synthesized, obs)
+        result = run(options, spec, pipeline, synthesized, obs)
+        from simulator.console_state import save_demo_state
+
+        save_demo_state(pipeline, options.out)  # what `make console` serves
+        return result
 
 
 __all__ = [

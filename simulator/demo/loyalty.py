@@ -28,6 +28,7 @@ from local_aws import LocalPipeline
 from simulator import datagen
 from simulator.demo import readback, report, scoring
 from simulator.demo.result import Counts, DemoError, DemoOptions, DemoResult, Observer
+from simulator.demo.synth import not_played_notes
 from simulator.uploads import BAD_ROW_EXAMPLES, generate_upload
 
 SOURCE = "CSV rows uploaded"
@@ -56,9 +57,7 @@ def run(
 ) -> DemoResult:
     out = options.out
     step = interval_seconds(spec.interval)
-    notes: list[str] = []
-    if pipeline.unsupported:
-        notes.append("Not played locally: " + ", ".join(pipeline.unsupported))
+    notes: list[str] = not_played_notes(pipeline.unsupported)
     bucket = pipeline.data_bucket
     env = pipeline.env_of("backtest_job")
     topic_arn = env[environment.ALERT_TOPIC_ARN]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sentinel_core.model import SeriesKey
 from sentinel_core.spec import PipelineSpec
 
+from simulator.commands.console import DEFAULT_PORT as CONSOLE_PORT
+
 if TYPE_CHECKING:
     from simulator import datagen
     from simulator.demo import report
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 DEFAULT_START = datetime(2026, 3, 19, tzinfo=UTC)
 DEMO_EMAIL = "oncall@example.com"
 DEMO_PHONE = "+15555550123"
+CONSOLE_URL = f"http://localhost:{CONSOLE_PORT}/"  # `make console` serves the demo's state there
 
 
 def format_delay(minutes: float, daily: bool = False) -> str:

@@ -19,6 +19,7 @@ from local_aws import LocalPipeline
 from simulator import datagen
 from simulator.demo import readback, report, scoring
 from simulator.demo.result import Counts, DemoOptions, DemoResult, Observer, ReceivedAlert
+from simulator.demo.synth import not_played_notes
 
 
 @dataclass
@@ -49,8 +50,7 @@ class Stream:
         self.s3 = self.pipeline.client("s3")
         to = readback.people(self.pipeline.client("sns"), self.topic_arn)
         self.feed = readback.AlertFeed(self.pipeline, self.topic_arn, to)
-        if self.pipeline.unsupported:
-            self.notes.append("Not played locally: " + ", ".join(self.pipeline.unsupported))
+        self.notes.extend(not_played_notes(self.pipeline.unsupported))
 
     def tick(self, now: datetime) -> None:
         """Run what is due by ``now`` (schedules, Firehose buffers); count the detector runs; read new alerts."""

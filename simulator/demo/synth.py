@@ -19,7 +19,7 @@ from typing import Any
 from sentinel_core.spec import PipelineSpec
 
 from local_aws import LocalPipeline
-from simulator.demo.result import DEMO_EMAIL, DEMO_PHONE, DemoError
+from simulator.demo.result import CONSOLE_URL, DEMO_EMAIL, DEMO_PHONE, DemoError
 
 ROOT = Path(__file__).resolve().parents[2]
 STAMP = ".demo-source-hash"
@@ -32,7 +32,22 @@ def synth_context(spec: PipelineSpec) -> dict[str, Any]:
         "engine": "builtin",
         "alert_emails": [DEMO_EMAIL],
         "alert_phones": [DEMO_PHONE],
+        "console_base_url": CONSOLE_URL.rstrip("/"),  # the alerts link to the offline console's group pages
     }
+
+
+def not_played_notes(unsupported: list[str]) -> list[str]:
+    """The demo's note on resources the local runtime does not play; the console's deployed front (HTTP API,
+    Cognito, CloudFront, Glue, its history stream) is named once: `make console` replaces it offline."""
+    console = [r for r in unsupported if r.startswith("Console")]
+    others = [r for r in unsupported if not r.startswith("Console")]
+    notes = ["Not played locally: " + ", ".join(others)] if others else []
+    if console:
+        notes.append(
+            f"The console's deployed front ({len(console)} resources: HTTP API, Cognito, CloudFront, Glue, the history "
+            "stream) is not played here; `make console` serves the same API handler and web files."
+        )
+    return notes
 
 
 def source_hash(context: dict[str, Any]) -> str:

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from automation import app as automation_app
 from backtest_job import job
+from console_api import app as console_api_app
+from console_archive import app as console_archive_app
+from console_web import app as console_web_app
 from detector import app as detector_app
 from detector import runner
 from sentinel_core import environment
@@ -30,6 +33,13 @@ HANDLERS: dict[str, tuple[tuple[str, ...], Loader, tuple[str, ...]]] = {
     "detector": (detector_app.REQUIRED_ENV, runner.Settings.from_env, runner.REQUIRED_ENV),
     "automation": (automation_app.REQUIRED_ENV, PipelineSpec.from_env, SPEC_ONLY),
     "backtest_job": (job.REQUIRED_ENV, job.Settings.from_env, job.REQUIRED_ENV),
+    "console_api": (console_api_app.REQUIRED_ENV, console_api_app.Settings.from_env, console_api_app.REQUIRED_ENV),
+    "console_archive": (
+        console_archive_app.REQUIRED_ENV,
+        console_archive_app.Settings.from_env,
+        console_archive_app.REQUIRED_ENV,
+    ),
+    "console_web": (console_web_app.REQUIRED_ENV, PipelineSpec.from_env, SPEC_ONLY),
 }
 
 

@@ -89,6 +89,17 @@ def test_alert_becomes_one_command_per_location(aws: dict[str, str]) -> None:
     assert "B-101" in first["reason"] and "9.4 ppm" in first["reason"] and "expected 2.6" in first["reason"]
 
 
+def test_a_silent_series_alert_sends_no_device_command(aws: dict[str, str]) -> None:
+    from automation import app
+
+    group = group_at(["B-101"])
+    group.kind = "silent"
+    event = delivered_event(aws["topic"], aws["queue"], group)
+    result = app.lambda_handler(event, lambda_context())
+    assert result["alerts"] == 1 and result["commands"] == [] and result["ignored_silent"] == 1
+    assert published_iot() == []
+
+
 def test_redelivered_alert_sends_no_second_command(aws: dict[str, str]) -> None:
     from automation import app
 
@@ -105,7 +116,7 @@ def test_non_iot_preset_is_ignored_and_counted(aws: dict[str, str], monkeypatch:
     monkeypatch.setenv("SENTINEL_SPEC", get_preset("loyalty").to_json())
     app.runtime.cache_clear()
     result = app.lambda_handler(event, lambda_context())
-    assert result == {"alerts": 1, "commands": [], "ignored_non_iot": 1}
+    assert result == {"alerts": 1, "commands": [], "ignored_non_iot": 1, "ignored_silent": 0}
     assert published_iot() == []
 
 

@@ -65,13 +65,21 @@ class Env:
     s3: Any
     ddb: Any
 
-    def put_interval(self, start: datetime, spike: float | None = None, name: str = "part-0", gz: bool = True) -> None:
-        """One Firehose-like object in the interval's folder: each location reports once a minute."""
+    def put_interval(
+        self,
+        start: datetime,
+        spike: float | None = None,
+        name: str = "part-0",
+        gz: bool = True,
+        without: tuple[str, ...] = (),
+    ) -> None:
+        """One Firehose-like object in the interval's folder: each location (but ``without``) reports once a minute."""
         rng = random.Random(start.timestamp())
         rows = [
             reading(loc, start + timedelta(minutes=m), rng, spike if (loc == "B-101" and spike is not None) else None)
             for m in range(5)
             for loc in LOCATIONS
+            if loc not in without
         ]
         body = gzip.compress(lines(rows)) if gz else lines(rows)
         key = f"{layout.interval_folder(start, SPEC)}{name}{'.gz' if gz else ''}"
@@ -179,6 +187,23 @@ def test_quiet_intervals_give_no_alert_and_catch_up_in_order(env: Env) -> None:
     assert report["first_interval"] == (LIVE + STEP).isoformat()
     assert report["last_interval"] == (LIVE + 3 * STEP).isoformat()
     assert env.alerts() == []
+
+
+def test_a_sensor_gone_silent_is_one_silent_alert_after_three_intervals(env: Env) -> None:
+    for i in range(5):
+        env.put_interval(LIVE + i * STEP, without=("B-101",) if i >= 1 else ())
+    report = env.invoke(LIVE + 4 * STEP)
+    assert report["silent_series"] == 3  # CO, SO2 and NO2 of B-101, once, at the third silent interval
+    alerts = env.alerts()
+    assert sorted(a["impactedMetric"]["metricName"] for a in alerts) == ["CO", "NO2", "SO2"]
+    for alert in alerts:
+        assert alert["sentinel"]["kind"] == "silent"
+        assert "went silent" in alert["alertDescription"]
+        (series,) = alert["impactedMetric"]["relevantTimeSeries"]
+        assert series["timeSeriesId"].endswith("LOCATION_ID=B-101") and series["metricValue"] is None
+        assert alert["timestamp"] == "2022-03-20T12:15Z[UTC]"
+    kinds = {g.kind for g in store.list_groups(env.ddb, env.table, DETECTOR)}
+    assert kinds == {"silent"}
 
 
 def test_same_interval_twice_sends_no_duplicate(env: Env) -> None:

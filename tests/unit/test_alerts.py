@@ -92,10 +92,18 @@ def test_email_has_what_where_when_severity_band_contributions_link_and_feedback
     assert g.group_id in text
 
 
-def test_email_uses_the_configured_console_base() -> None:
+def test_email_and_json_link_to_the_groups_console_page() -> None:
     ctx = alerts.AlertContext.from_topic_arn("d", "arn:aws:sns:eu-west-1:1:t", "b", "https://console.example.org/")
-    text = alerts.render_email(aq_group([co("B-101", T1, 9.4, 93)]), AQ, ctx, T1)
-    assert "https://console.example.org/s3/buckets/b?region=eu-west-1&prefix=" in text
+    g = aq_group([co("B-101", T1, 9.4, 93)])
+    text = alerts.render_email(g, AQ, ctx, T1)
+    assert f"Open in the console: https://console.example.org/#/group/{g.group_id}" in text
+    assert "https://s3.console.aws.amazon.com/s3/buckets/b?region=eu-west-1&prefix=" in text  # the data, still
+    assert (
+        alerts.render_lookout_json(g, AQ, ctx, T1)["consoleUrl"] == f"https://console.example.org/#/group/{g.group_id}"
+    )
+    plain = alerts.AlertContext.from_topic_arn("d", "arn:aws:sns:eu-west-1:1:t", "b")
+    assert "Open in the console" not in alerts.render_email(g, AQ, plain, T1)
+    assert alerts.render_lookout_json(g, AQ, plain, T1)["consoleUrl"].startswith("https://s3.console.aws.amazon.com/")
 
 
 def test_default_json_has_lookout_fields_with_the_exact_names() -> None:
@@ -287,3 +295,27 @@ def test_any_group_renders_three_valid_texts(rows: list[tuple[str, float, float,
     if all(len(loc) < 40 for loc, *_ in rows) and all(abs(v) < 1e6 and abs(e) < 1e6 for _, v, e, _ in rows):
         assert len(msg.sms) <= alerts.SMS_LIMIT
     assert msg.email.count("python -m simulator feedback") >= 1
+
+
+def test_a_silent_group_says_series_went_silent_in_every_text_and_shows_no_value() -> None:
+    from sentinel_core.groups import silent_groups
+    from sentinel_core.model import SilentSeries
+
+    silent = [SilentSeries(SeriesKey("CO", (("LOCATION_ID", "B-101"),)), T1, T0, 3, 2.6, 80.0)]
+    (g,) = silent_groups("sentinel-aq", silent)
+    msg = alerts.render_alert(g, AQ, CTX, T1)
+    assert msg.sms == "Sentinel ALERT sev 80: CO at B-101: series went silent 10:05 UTC"
+    assert msg.subject == "Sentinel alert sev 80: CO went silent at B-101"
+    assert "series went silent in CO" in msg.email and "no value, expected about 2.6 ppm" in msg.email
+    assert "No device command is sent" in msg.email and "band" not in msg.email
+    doc = msg.default
+    assert set(doc) >= LOOKOUT_TOP and doc["sentinel"]["kind"] == "silent"
+    assert "series went silent" in doc["alertDescription"]
+    assert doc["impactedMetric"]["relevantTimeSeries"][0]["metricValue"] is None
+    assert doc["sentinel"]["series"][0]["value"] is None and doc["sentinel"]["series"][0]["expected"] == 2.6
+    # a value anomaly keeps its kind and its value
+    plain = alerts.render_alert(aq_group([co("B-101", T1, 9.4, 93.4)]), AQ, CTX, T1).default
+    assert plain["sentinel"]["kind"] == "anomaly" and plain["impactedMetric"]["relevantTimeSeries"][0]["metricValue"]
+    # the alert filter keeps the kind of the group it narrows
+    shown = alerts.AlertFilter.parse('{"dimensions": {"LOCATION_ID": ["B-101"]}}').apply(g)
+    assert shown is not None and shown.kind == "silent"

@@ -28,6 +28,7 @@ EXPECTED = {
     "feedback": "--not-anomaly",
     "demo": "--hours",
     "detector": "activate",
+    "console": "--port",
 }
 # What made `--help` take 2.7-5 s before the command modules imported them lazily.
 HEAVY = ("boto3", "botocore", "matplotlib", "moto", "awscrt", "awsiot", "numpy", "aws_cdk", "jsii")

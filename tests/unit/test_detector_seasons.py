@@ -215,3 +215,40 @@ def test_backtest_scores_an_outage_of_a_sum_measure_and_counts_invalid_aggregate
     assert done.invalid == [(t0 + timedelta(hours=24 * 11), ORDERS)]
     without = score({k: v for k, v in by_interval.items() if k != t0 + timedelta(hours=24 * 11)}, 3600)
     assert (first, ORDERS) not in without.scores  # AVG-like: an absent interval is not a value
+
+
+def _poisson(rnd: random.Random, mean: float) -> int:
+    k, p, t = 0, 1.0, math.exp(-mean)
+    while True:
+        p *= rnd.random()
+        if p <= t:
+            return k
+        k += 1
+
+
+@pytest.mark.parametrize("count_test", [True, False])
+def test_a_night_outage_of_a_count_is_judged_on_the_square_root_scale(count_test: bool) -> None:
+    """Hourly Poisson counts, ~200 by day and ~20 at night: a 0 at night is a one-in-10^8 event for a count, but
+    only a few sigma of a scale learned in the busy hours. The square-root view finds it; a normal night does not
+    alert either way."""
+    det = Detector(3600, DetectorConfig(count_test=count_test))
+    rnd = random.Random(5)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    key = SeriesKey("orders")
+
+    def mean(i: int) -> float:
+        h = i % 24
+        return 20 + 180 * max(0.0, math.sin((h - 6) / 16 * math.pi)) if 6 <= h < 22 else 20.0
+
+    normal_night = []
+    for i in range(24 * 21):
+        (p,) = det.score(t0 + timedelta(hours=i), {key: float(_poisson(rnd, mean(i)))}, zero_fill={"orders"})
+        if i >= 24 * 14 and i % 24 == 3:
+            normal_night.append(p.score)
+    assert max(normal_night) < 70
+    at = 24 * 21 + 3  # 03:00, expected ~12
+    for i in range(24 * 21, at):
+        det.score(t0 + timedelta(hours=i), {key: float(_poisson(rnd, mean(i)))}, zero_fill={"orders"})
+    (p,) = det.score(t0 + timedelta(hours=at), {}, zero_fill={"orders"})
+    assert p.value == 0.0 and 15 < p.expected < 25, p
+    assert (p.score >= 70) == count_test

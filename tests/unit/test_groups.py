@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentinel_core.groups import GroupTracker, build_groups, contributions, is_anomalous, update_groups
@@ -73,3 +74,30 @@ def test_update_groups_keeps_open_groups_in_the_lambda_state() -> None:
     assert third[0].group_id != first[0].group_id
     tracker = GroupTracker.from_state(state.extra["groups"])
     assert list(tracker.open) == ["CO"]
+
+
+def test_silent_series_form_one_silent_group_per_measure_with_a_stable_id() -> None:
+    from sentinel_core.groups import silent_groups
+    from sentinel_core.model import SilentSeries
+
+    at = T0 + timedelta(seconds=3 * STEP)
+    silent = [
+        SilentSeries(SeriesKey("CO", (("LOCATION_ID", loc),)), at, T0, 3, exp, 80.0)
+        for loc, exp in (("B", 2.5), ("A", 3.0))
+    ] + [SilentSeries(SeriesKey("NO2", (("LOCATION_ID", "A"),)), at, T0, 3, 55.0, 80.0)]
+    co, no2 = silent_groups("det", silent)
+    assert (co.measure, co.kind, co.start, co.end, co.score) == ("CO", "silent", at, at, 80.0)
+    assert co.silent and co.series_ids == ["CO|LOCATION_ID=A", "CO|LOCATION_ID=B"]
+    assert co.group_id == AnomalyGroup.make_id("det", "CO silent", at) != AnomalyGroup.make_id("det", "CO", at)
+    assert [p.value for p in co.points] == [3.0, 2.5]  # no reading: the expected value stands in
+    assert no2.measure == "NO2" and silent_groups("det", []) == []
+    # build_groups (backtests) adds them beside the value groups; the kind survives a round trip
+    by = {at: [point("CO", "A", 3, 90)]}
+    groups = build_groups(by, "det", STEP, silent_by_interval={at: silent})
+    assert sorted((g.measure, g.kind) for g in groups) == [("CO", "anomaly"), ("CO", "silent"), ("NO2", "silent")]
+    assert AnomalyGroup.from_dict(co.to_dict()).kind == "silent"
+    old = co.to_dict()
+    del old["kind"]  # a group stored before kinds existed is a value anomaly
+    assert AnomalyGroup.from_dict(old).kind == "anomaly"
+    with pytest.raises(ValueError, match="kind 'odd'"):
+        AnomalyGroup.from_dict({**co.to_dict(), "kind": "odd"})
