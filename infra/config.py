@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sentinel_core import filters, routing
+from sentinel_core import capacity, filters, routing
 from sentinel_core.alerts import AlertFilter, AlertFilterError
 from sentinel_core.intervals import DETECTOR_INTERVALS, interval_seconds
 from sentinel_core.spec import AGGREGATIONS, MAX_DIMENSIONS, MAX_MEASURES, Measure, PipelineSpec, SpecError, get_preset
@@ -92,6 +92,10 @@ CONTEXT: dict[str, ContextKey] = {
     "detector_name": ContextKey("string", "the detector id", "Lookout detector name"),
     "schedule_offset_seconds": ContextKey("integer", "120", "seconds after an interval closes that it is read"),
     "console_base_url": ContextKey("string", '""', "console base URL of the links in alerts"),
+    "detector_max_series": ContextKey(
+        "integer", "40000", "series the builtin detector holds (more are refused, counted, alarmed)"
+    ),
+    "detector_max_new_series": ContextKey("integer", "500", "series the builtin detector starts per interval"),
 }
 CONTEXT_KEYS: tuple[str, ...] = tuple(CONTEXT)
 # Keys the CDK CLI itself writes without '@' or ':' (cdk.context.json, `cdk acknowledge`): not ours, not typos.
@@ -151,6 +155,9 @@ class SentinelConfig:
     # Two minutes after an interval closes: Firehose's 60 s buffer has flushed and most late arrivals are in.
     schedule_offset_seconds: int = 120
     console_base_url: str = ""  # "" = alerts carry no console link
+    # Bounded cardinality (builtin engine): the reasons of both defaults are in sentinel_core.capacity.
+    detector_max_series: int = capacity.DEFAULT_MAX_SERIES
+    detector_max_new_series: int = capacity.DEFAULT_MAX_NEW_SERIES
     # () = today's single alert (stack topic, severity_threshold, alert_filter): existing stacks keep their ledger.
     alerts: tuple[routing.AlertRoute, ...] = ()
     # A deployed detector runs unless asked not to: a stack that silently never scores would be the worst default.
@@ -235,6 +242,19 @@ class SentinelConfig:
                 f"context 'console_base_url' must start with https:// (or be http://localhost:PORT for the offline "
                 f"console), got {console!r}"
             )
+        max_series = _int("detector_max_series", get("detector_max_series"), _default("detector_max_series"))
+        if max_series < 1:
+            raise ConfigError(f"context 'detector_max_series' must be at least 1, got {max_series}")
+        try:
+            capacity.detector_memory_mb(max_series)
+        except ValueError as exc:
+            raise ConfigError(f"context 'detector_max_series': {exc}") from None
+        max_new = _int("detector_max_new_series", get("detector_max_new_series"), _default("detector_max_new_series"))
+        if not 1 <= max_new <= max_series:
+            raise ConfigError(
+                f"context 'detector_max_new_series' must be within 1 and detector_max_series ({max_series}), "
+                f"got {max_new}"
+            )
         return cls(
             spec=spec,
             engine=engine,
@@ -250,6 +270,8 @@ class SentinelConfig:
             alert_filter_json=filter_json,
             schedule_offset_seconds=offset,
             console_base_url=console,
+            detector_max_series=max_series,
+            detector_max_new_series=max_new,
             alerts=routes,
             detector_active=active,
         )

@@ -7,7 +7,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from sentinel_core import environment, layout
+from sentinel_core import capacity, environment, layout
 
 from infra.alert_topic import AlertTopic
 from infra.common import (
@@ -58,6 +58,8 @@ class BuiltinDetector(Construct):
         env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
         env[environment.IDEMPOTENCY_TABLE] = tables.idempotency.table_name
         env[environment.SCHEDULE_OFFSET_SECONDS] = str(config.schedule_offset_seconds)
+        env[environment.MAX_SERIES] = str(config.detector_max_series)
+        env[environment.MAX_NEW_SERIES] = str(config.detector_max_new_series)
         self.fn = SentinelFunction(
             self,
             "Detector",
@@ -66,7 +68,7 @@ class BuiltinDetector(Construct):
                 package="detector",
                 description=f"Scores the closed {spec.interval} interval, stores groups, publishes alerts",
                 timeout=Duration.seconds(detector_timeout_seconds(config)),
-                memory_mb=1024,
+                memory_mb=capacity.detector_memory_mb(config.detector_max_series),
                 reserved_concurrency=1,  # one run at a time: the model state is one S3 object
             ),
             environment=env,
@@ -86,6 +88,11 @@ class BuiltinDetector(Construct):
         )
         fn.allow("ReadData", ["s3:GetObject"], [bucket.arn_for_objects(f"{p}*") for p in read_prefixes])
         fn.allow("WriteState", ["s3:PutObject"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")])
+        # An unusable state falls back to its previous versions (the bucket is versioned): list and read them.
+        fn.allow("ListStateVersions", ["s3:ListBucketVersions"], [bucket.bucket_arn])
+        fn.allow(
+            "ReadStateVersions", ["s3:GetObjectVersion"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")]
+        )
         fn.allow("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [lake.key.key_arn])
         fn.allow("AnomalyTable", ANOMALY_TABLE_ACTIONS, [tables.anomalies.table_arn])
         fn.allow("Idempotency", IDEMPOTENCY_ACTIONS, [tables.idempotency.table_arn])

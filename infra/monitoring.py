@@ -24,6 +24,8 @@ evaluation range stays within one day):
   above ``TRANSFORM_FAILURE_PERCENT``; a transform that raises (whole batch retried by Firehose) is a Lambda error;
 - IoT rule error action invoked: every document the error action writes to its log group counts (metric filter);
 - detector errors (its own alarm) or missed schedule: fewer than 1 invocation in ``MISSED_RUNS`` intervals;
+- the detector's contained failures (``DETECTOR_CONTAINED``: a failed alert, a quarantined object or series, refused
+  series, a recovered state, a refused future event): at the first occurrence;
 - any dead-letter queue not empty; alert or operations topic deliveries failing (SNS ``NumberOfNotificationsFailed``,
   through the facade's SNS topic monitoring);
 - no data: the records Firehose takes in below 1 for ``NO_DATA_INTERVALS`` intervals (streaming ingest), or no
@@ -64,6 +66,17 @@ NO_DATA_INTERVALS = 3
 MISSED_RUNS = 2
 MAX_EVALUATION_SECONDS = 86400  # keep period x evaluation periods within one day
 IOT_ERROR_METRIC = "IotRuleErrorActions"
+# The detector's contained failures (metric, label, alarm description): alarmed at the first occurrence.
+DETECTOR_CONTAINED: tuple[tuple[str, str, str], ...] = (
+    ("AlertsFailed", "alerts failed", "An alert publish failed: it is retried on the next runs (see the logs)"),
+    ("AlertsGivenUp", "alerts given up", "An alert failed on every retry and was given up (see the logs)"),
+    ("GroupsFailed", "groups not stored", "An anomaly group could not be stored in DynamoDB"),
+    ("ObjectsQuarantined", "objects quarantined", "An interval object could not be read: quarantined, not scored"),
+    ("SeriesQuarantined", "series quarantined", "Scoring a series raised: the series was quarantined"),
+    ("SeriesRefused", "series refused", "More series than detector_max_series / detector_max_new_series: refused"),
+    ("StateRecovered", "state recovered", "The model state was unusable: an older version or history was used"),
+    ("FutureEventsRefused", "future events refused", "A detector event dated ahead of the wall clock was refused"),
+)
 # Warn at 80 % of a Firehose Direct PUT quota (records/s, bytes/s, put requests/s): time to ask for an increase
 # before producers see ThrottledRecords.
 FIREHOSE_LIMIT_SHARE = 0.8
@@ -587,6 +600,24 @@ class Monitoring(Construct):
             ("RunsReplayed", "idempotent replays"),
         )
         m = {n: self._powertools("detector", n, label) for n, label in names}
+        # One bad thing fails only itself (detector/runner.py): each containment is counted and alarmed at the
+        # first occurrence, so what was contained is looked at.
+        contained = [
+            mc.CustomMetricWithAlarm(
+                metric=self._powertools("detector", name, label),
+                alarm_friendly_name=f"Detector{name}",
+                add_alarm={
+                    "Warning": mc.CustomThreshold(
+                        threshold=1,
+                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                        evaluation_periods=1,
+                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                        alarm_description_override=description,
+                    )
+                },
+            )
+            for name, label, description in DETECTOR_CONTAINED
+        ]
         self.facade.add_medium_header("Detector")
         self.facade.monitor_custom(
             alarm_friendly_name="DetectorRuns",
@@ -598,6 +629,7 @@ class Monitoring(Construct):
                     title="Late data, duplicates, backlog, replays",
                     metrics=[m["LateRecords"], m["DuplicateRecords"], m["BacklogIntervals"], m["RunsReplayed"]],
                 ),
+                mc.CustomMetricGroup(title="Contained failures (each alarmed)", metrics=list(contained)),
             ],
         )
 

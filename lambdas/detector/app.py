@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -87,8 +87,17 @@ def emit_metrics(report: dict[str, Any]) -> None:
         ("LateRecords", "late_records"),
         ("DuplicateRecords", "duplicate_records"),
         ("BadRecords", "bad_records"),
+        # One bad thing fails only itself (runner module doc); each of these is alarmed (infra/monitoring.py).
+        ("AlertsFailed", "alerts_failed"),
+        ("AlertsGivenUp", "alerts_given_up"),
+        ("GroupsFailed", "groups_failed"),
+        ("ObjectsQuarantined", "objects_quarantined"),
+        ("SeriesQuarantined", "series_quarantined"),
+        ("SeriesRefused", "series_refused"),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=0 if replay else int(report.get(key, 0)))
+    for name, key in (("StateRecovered", "state_recovered"), ("FutureEventsRefused", "future_event")):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=0 if replay else int(bool(report.get(key))))
     metrics.add_metric(name="RunsReplayed", unit=MetricUnit.Count, value=1 if replay else 0)
     metrics.add_metric(name="BacklogIntervals", unit=MetricUnit.Count, value=int(report.get("backlog_left", 0)))
 
@@ -100,6 +109,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         rt = runtime()
         rt.config.register_lambda_context(context)
+        wall = datetime.now(UTC)
+        if runner.too_far_ahead(event, wall):
+            refused = runner.refused_report(event, wall).to_dict()
+            emit_metrics(refused)
+            return refused
         closed = runner.closed_interval(event, rt.settings)
         job = {"detector_id": rt.settings.detector_id, "interval": closed.isoformat()}
         report = rt.once(job=job, time_left=context.get_remaining_time_in_millis)

@@ -24,6 +24,21 @@ One run, triggered by the EventBridge schedule:
 
 Crash safety: a run that dies after publishing but before saving the state is retried from the old state; the same
 intervals give the same groups (deterministic ids) and the ledger says the alert is SENT, so nothing is sent twice.
+
+One bad thing fails only itself (nothing an input does can stall the detector):
+
+* a publish that fails fails THAT alert (``alerts_failed``, metric ``AlertsFailed``): its ledger claim stays
+  PENDING and it is kept in the state, so the next runs publish it again (at most ``ALERT_RETRY_RUNS`` times);
+  the run goes on, other alerts go out, the state is saved;
+* an object whose reading raises, a group that cannot be stored, a series whose scoring raises are quarantined:
+  counted (``objects_quarantined`` / ``groups_failed`` / ``series_quarantined``), logged with the key or id, and
+  the interval completes without them;
+* cardinality is bounded: at most ``max_series`` series in the model and ``max_new_series`` started per interval
+  (the excess is ``series_refused``, never scored, never in memory between runs);
+* time is bounded: an event more than ``FUTURE_TOLERANCE_SECONDS`` ahead of the wall clock is refused (a console
+  test event dated next month must not expire every series), and nothing is planned past the wall clock;
+* an unreadable or implausible state falls back to the previous versions of the state object, else the detector
+  re-warms from history (``state_recovered``).
 """
 
 from __future__ import annotations
@@ -33,14 +48,14 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from sentinel_core import activation, alerts, groups, layout, objects, routing, store
+from sentinel_core import activation, alerts, capacity, groups, layout, objects, routing, store
 from sentinel_core import aggregate as agg
 from sentinel_core import environment as env
-from sentinel_core.detector import Detector, StateError
+from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
 from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
 from sentinel_core.records import Record, parse_timestamp
@@ -60,6 +75,15 @@ LATE_WINDOW = 12  # recent intervals whose folders are re-listed for late object
 REQUIRED_ENV = (*alerts.ALERTING_ENV, env.DATA_BUCKET)
 # Without SCHEDULE_OFFSET_SECONDS an interval is read as soon as it closes (the stack always sets it).
 DEFAULT_OFFSET_SECONDS = 0
+# Caps on the series (13.4): the defaults and their reasons are in ``sentinel_core.capacity``.
+DEFAULT_MAX_SERIES = capacity.DEFAULT_MAX_SERIES
+DEFAULT_MAX_NEW_SERIES = capacity.DEFAULT_MAX_NEW_SERIES
+# An EventBridge scheduled event carries the time it fired, seconds from the wall clock (retries keep the original,
+# older time). Ten minutes covers clock skew and slow invocations; anything further ahead is a hand-made event.
+FUTURE_TOLERANCE_SECONDS = 600
+ALERT_RETRY_RUNS = 12  # a failed alert is published again on this many following runs (an hour at PT5M)
+MAX_ALERT_RETRIES = 100  # failed alerts kept for a retry at once (the oldest are given up first, logged)
+MAX_LOGGED_IDS = 20  # quarantined / refused ids listed in one log line and in the report (all are counted)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +92,8 @@ class Settings(alerts.AlertSettings):
     offset_seconds: int = DEFAULT_OFFSET_SECONDS
     max_intervals_per_run: int = MAX_INTERVALS_PER_RUN
     max_backlog: int = MAX_BACKLOG
+    max_series: int = DEFAULT_MAX_SERIES
+    max_new_series: int = DEFAULT_MAX_NEW_SERIES
     routes: tuple[routing.AlertRoute, ...] = ()  # the ``alerts`` context key; () = the one default alert
 
     @classmethod
@@ -75,10 +101,17 @@ class Settings(alerts.AlertSettings):
         """Read the environment; a :class:`~sentinel_core.environment.ConfigError` names what is missing or wrong."""
         e = env.Environment.current(environ)
         e.require(*REQUIRED_ENV)
+        max_series = e.integer(env.MAX_SERIES, DEFAULT_MAX_SERIES)
+        max_new = e.integer(env.MAX_NEW_SERIES, DEFAULT_MAX_NEW_SERIES)
+        for name, value in ((env.MAX_SERIES, max_series), (env.MAX_NEW_SERIES, max_new)):
+            if value < 1:
+                raise env.ConfigError(f"{name} must be at least 1, got {value}")
         settings = cls.read(
             e,
             bucket=e.required(env.DATA_BUCKET),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
+            max_series=max_series,
+            max_new_series=max_new,
         )
         return replace(settings, routes=routing.routes_from_env(settings.spec, e))
 
@@ -108,6 +141,21 @@ class RunReport:
     alerts_sent: int = 0
     alerts_already_sent: int = 0
     alerts_filtered: int = 0
+    alerts_failed: int = 0  # publishes that raised: kept for the next runs (ledger claim PENDING)
+    alerts_retried: int = 0  # earlier failed alerts published by this run
+    alerts_given_up: int = 0  # failed alerts dropped after ALERT_RETRY_RUNS runs (logged with their group)
+    groups_failed: int = 0
+    objects_quarantined: int = 0
+    quarantined_objects: list[str] = field(default_factory=list)
+    series_quarantined: int = 0
+    quarantined_series: list[str] = field(default_factory=list)
+    series_refused: int = 0  # values of series beyond max_series / max_new_series (never scored)
+    refused_series: list[str] = field(default_factory=list)
+    state_recovered: bool = False  # the saved state was unusable: an older version was used, or history re-warmed
+    state_version: str | None = None  # the older version used
+    state_problems: list[str] = field(default_factory=list)
+    state_bytes: int = 0  # size of the state file saved
+    future_event: bool = False  # the event was too far ahead of the wall clock: refused, nothing done
     records: int = 0
     bad_records: int = 0
     bad_reasons: dict[str, int] = field(default_factory=dict)
@@ -127,13 +175,30 @@ class RunReport:
 # ----------------------------------------------------------------------------------------------------------------
 # Reading S3 objects
 # ----------------------------------------------------------------------------------------------------------------
-def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
-    """The newest closed interval for a scheduled event (``time``, ISO-8601)."""
+def event_time(event: dict[str, Any]) -> datetime:
     raw = event.get("time")
     if not raw:
         raise ValueError("event has no 'time': the detector runs on EventBridge scheduled events")
-    now = parse_timestamp(raw)
-    return last_closed_interval(now, settings.spec.interval, settings.offset_seconds)
+    return parse_timestamp(raw)
+
+
+def closed_interval(event: dict[str, Any], settings: Settings) -> datetime:
+    """The newest closed interval for a scheduled event (``time``, ISO-8601)."""
+    return last_closed_interval(event_time(event), settings.spec.interval, settings.offset_seconds)
+
+
+def too_far_ahead(event: dict[str, Any], wall_now: datetime) -> bool:
+    """The event's time is more than ``FUTURE_TOLERANCE_SECONDS`` after the wall clock (refuse the run)."""
+    return (event_time(event) - to_utc(wall_now)).total_seconds() > FUTURE_TOLERANCE_SECONDS
+
+
+def refused_report(event: dict[str, Any], wall_now: datetime) -> RunReport:
+    """What a refused future event reports (the handler alarms on ``future_event``); nothing is read or moved."""
+    logger.error(
+        "event time is ahead of the wall clock: refused (nothing scored, the state is not moved)",
+        extra={"event_time": event.get("time"), "wall_clock": to_utc(wall_now).isoformat()},
+    )
+    return RunReport(future_event=True)
 
 
 @dataclass
@@ -170,6 +235,29 @@ def read_object(s3: S3Client, bucket: str, key: str, spec: PipelineSpec) -> Obje
     return out
 
 
+def _note(ids: list[str], new: str) -> None:
+    if len(ids) < MAX_LOGGED_IDS:
+        ids.append(new)
+
+
+def quarantine_object(report: RunReport, key: str, exc: Exception) -> None:
+    report.objects_quarantined += 1
+    _note(report.quarantined_objects, key)
+    logger.error(
+        "object quarantined: reading it raised; the interval completes without it",
+        extra={"key": key, "error": f"{type(exc).__name__}: {exc}"},
+    )
+
+
+def read_or_quarantine(clients: Clients, settings: Settings, key: str, report: RunReport) -> ObjectRead:
+    """:func:`read_object`, or nothing (quarantined, see the module doc) when reading raises."""
+    try:
+        return read_object(clients.s3, settings.bucket, key, settings.spec)
+    except Exception as exc:  # one object must not stop the interval
+        quarantine_object(report, key, exc)
+        return ObjectRead()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # State
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,20 +267,78 @@ class State:
     scored: dict[str, list[str]] = field(default_factory=dict)  # interval start -> keys it was scored from
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "detector": self.detector.to_state(), "scored": self.scored, **self.extra}
+    def header(self) -> dict[str, Any]:
+        """The run state without the series (the state file's header)."""
+        return {
+            "format": STATE_FORMAT,
+            "detector": self.detector.to_state_header(),
+            "scored": self.scored,
+            **self.extra,
+        }
+
+    def records(self) -> Iterator[tuple[str, bytes]]:
+        """The series' records (the model's own per-series bytes), one at a time."""
+        return self.detector.iter_series_bytes()
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> State:
-        if data.get("format") != STATE_FORMAT:
-            raise ValueError(f"model state format {data.get('format')!r} is not {STATE_FORMAT}")
-        extra = {k: v for k, v in data.items() if k not in ("format", "detector", "scored")}
-        return cls(Detector.from_state(data["detector"]), dict(data.get("scored", {})), extra)
+    def from_parts(cls, header: dict[str, Any], series: Iterator[tuple[str, bytes]]) -> State:
+        if header.get("format") != STATE_FORMAT:
+            raise ValueError(f"model state format {header.get('format')!r} is not {STATE_FORMAT}")
+        extra = {k: v for k, v in header.items() if k not in ("format", "detector", "scored")}
+        detector = Detector.from_state({**header["detector"], "series": {}})
+        for sid, data in series:
+            detector.load_series(sid, data)
+        return cls(detector, dict(header.get("scored", {})), extra)
+
+    @classmethod
+    def read(cls, body: objects.Readable) -> State:
+        """A saved state object, streamed (either encoding, see ``store.read_state``)."""
+        return cls.from_parts(*store.read_state(body))
+
+    def save(self, clients: Clients, settings: Settings) -> int:
+        """Write the state file; returns its size in bytes."""
+        return store.save_state(clients.s3, settings.bucket, settings.spec, self.header(), self.records())
+
+    def check(self, settings: Settings, wall_now: datetime) -> State:
+        """Raise ValueError when this state cannot be the detector's (see :func:`load_state`)."""
+        if self.detector.interval_seconds != settings.step:
+            raise ValueError(f"state interval {self.detector.interval_seconds}s is not the spec's {settings.step}s")
+        last = self.detector.last_interval
+        if last is not None and (last - to_utc(wall_now)).total_seconds() > FUTURE_TOLERANCE_SECONDS:
+            raise ValueError(f"state's last interval {last.isoformat()} is after the wall clock")
+        # The model keeps its last interval twice (number and start): damaged apart, every later interval would
+        # be refused as "not after the last one" and the detector would stall.
+        index = self.detector.to_state_header()["last"]
+        if (index is None) != (last is None) or (last is not None and self.detector._index(last) != index):
+            raise ValueError(f"state's last interval {index!r} does not match its start {last!r}")
+        if not isinstance(self.scored, dict) or not all(isinstance(v, list) for v in self.scored.values()):
+            raise ValueError("state 'scored' is not a map of interval -> keys")
+        return self
 
     def remember(self, start: datetime, keys: list[str]) -> None:
         self.scored[to_utc(start).isoformat()] = keys
         for old in sorted(self.scored)[:-LATE_WINDOW]:
             del self.scored[old]
+
+
+def load_state(clients: Clients, settings: Settings, wall_now: datetime, report: RunReport) -> State | None:
+    """The saved state, or an older version of it when it is unreadable or implausible (its interval is not the
+    spec's, its last interval is after the wall clock, a part does not parse); None when there is none usable
+    (the caller warms up from history). A recovery is logged and reported (metric ``StateRecovered``)."""
+    found = store.recover_state(
+        clients.s3, settings.bucket, settings.spec, lambda body: State.read(body).check(settings, wall_now)
+    )
+    if found.recovered:
+        report.state_recovered = True
+        report.rewarmed = found.state is None  # e.g. a model of another version (an upgrade): warmed up again
+        report.state_version = found.version_id
+        report.state_problems = found.problems[:MAX_LOGGED_IDS]
+        logger.error(
+            "model state unusable: "
+            + ("continuing from an older version" if found.state is not None else "re-warming from history"),
+            extra={"version": found.version_id, "problems": found.problems[:MAX_LOGGED_IDS]},
+        )
+    return found.state
 
 
 def warm_up(clients: Clients, settings: Settings, detector: Detector, report: RunReport) -> None:
@@ -206,10 +352,13 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
 
     def records() -> Iterator[Record]:
         for key in keys:
-            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
-            for rec in iter_records(body, spec, key, bad):
-                report.warmup_records += 1
-                yield rec
+            try:
+                body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+                for rec in iter_records(body, spec, key, bad):
+                    report.warmup_records += 1
+                    yield rec
+            except Exception as exc:  # the records read so far are kept, the object quarantined
+                quarantine_object(report, key, exc)
 
     by_interval = agg.aggregate(records(), spec)
     _add_bad(report, bad)
@@ -217,9 +366,11 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
         logger.info("no historical data: the detector starts cold", extra={"prefix": layout.historical_prefix(spec)})
         return
     starts = sorted(by_interval)
+    admitted: set[SeriesKey] = set()
     zero = zero_fill_measures(spec)
     for start in interval_range(starts[0], starts[-1] + timedelta(seconds=settings.step), settings.step):
-        _, invalid = detector.score_valid(start, by_interval.pop(start, {}), zero_fill=zero)
+        values = admit_history(by_interval.pop(start, {}), admitted, settings, report)
+        _, invalid = detector.score_valid(start, values, zero_fill=zero, on_error=_quarantine(report))
         _add_invalid(report, invalid)
         report.warmup_intervals += 1
     logger.info(
@@ -257,7 +408,7 @@ def check_late(clients: Clients, settings: Settings, state: State, report: RunRe
             continue
         n = 0
         for key in new:
-            read = read_object(clients.s3, settings.bucket, key, settings.spec)
+            read = read_or_quarantine(clients, settings, key, report)
             n += len(read.records) + sum(read.bad.values())
         report.late_records += n
         report.late_objects.extend(new)
@@ -297,9 +448,18 @@ def apply_feedback(clients: Clients, settings: Settings, state: State, report: R
     return pending
 
 
-def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, report: RunReport) -> list[datetime]:
-    """Intervals to score, oldest first: after ``last`` up to ``closed``, bounded (see the module doc)."""
+def plan_intervals(
+    last: datetime | None,
+    closed: datetime,
+    settings: Settings,
+    report: RunReport,
+    wall_now: datetime | None = None,
+) -> list[datetime]:
+    """Intervals to score, oldest first: after ``last`` up to ``closed``, bounded (see the module doc); never an
+    interval that has not closed by the wall clock ``wall_now``."""
     step = settings.step
+    if wall_now is not None:
+        closed = min(closed, last_closed_interval(to_utc(wall_now), settings.spec.interval, settings.offset_seconds))
     first = closed if last is None else to_utc(last) + timedelta(seconds=step)
     todo = interval_range(first, closed + timedelta(seconds=step), step)
     if len(todo) > settings.max_backlog:
@@ -326,81 +486,213 @@ def plan_intervals(last: datetime | None, closed: datetime, settings: Settings, 
 # ----------------------------------------------------------------------------------------------------------------
 # Alerts
 # ----------------------------------------------------------------------------------------------------------------
+RETRY_KEY = "alert_retries"  # state.extra: failed alerts [{"group": group dict, "interval": iso, "runs": n}]
+
+
+def route_alert(clients: Clients, settings: Settings, group: AnomalyGroup, start: datetime, report: RunReport) -> bool:
+    """Send one group's alerts (every route it qualifies for, once each through the ledger); False when sending
+    raised. The failure is logged and counted (``alerts_failed``); the ledger claim of the route that failed stays
+    PENDING and routes already sent are SENT, so a later attempt (:func:`retry_alerts`) sends only what is missing.
+    """
+    try:
+        out = routing.route_group(
+            clients, settings, settings.routes, group, start, settings.alert_context(settings.bucket)
+        )
+    except Exception as exc:  # one alert must not stop the others nor the state save
+        report.alerts_failed += 1
+        logger.error(
+            "alert failed: kept for the next runs",
+            extra={
+                "group": group.group_id,
+                "interval": to_utc(start).isoformat(),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        return False
+    report.alerts_sent += len(out.sent)
+    report.alerts_already_sent += len(out.already_sent)
+    report.alerts_filtered += len(out.filtered)
+    if out.filtered:
+        logger.info("alert filtered out", extra={"group": group.group_id, "alerts": out.filtered})
+    if out.already_sent:
+        logger.info("alert already sent for this group and interval", extra={"group": group.group_id})
+    if out.sent:
+        logger.info("alert sent", extra={"group": group.group_id, "alerts": out.sent, "at": start.isoformat()})
+    return True
+
+
+def _keep_for_retry(state: State, shown: AnomalyGroup, start: datetime, runs: int = 0) -> None:
+    pending: list[dict[str, Any]] = state.extra.setdefault(RETRY_KEY, [])
+    pending.append({"group": shown.to_dict(), "interval": to_utc(start).isoformat(), "runs": runs})
+    for dropped in pending[:-MAX_ALERT_RETRIES]:
+        logger.error("too many failed alerts kept: the oldest is given up", extra={"group": dropped["group"]})
+    del pending[:-MAX_ALERT_RETRIES]
+
+
+def retry_alerts(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
+    """Publish the alerts earlier runs failed to publish (once each through the ledger), before this run's."""
+    pending: list[dict[str, Any]] = state.extra.pop(RETRY_KEY, [])
+    for item in pending:
+        try:
+            group = AnomalyGroup.from_dict(item["group"])
+            start = datetime.fromisoformat(str(item["interval"]))
+            runs = int(item.get("runs", 0)) + 1
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.error(
+                "unreadable failed alert in the state: dropped", extra={"item": str(item)[:300], "error": str(exc)}
+            )
+            continue
+        if route_alert(clients, settings, group, start, report):
+            report.alerts_retried += 1
+        elif runs >= ALERT_RETRY_RUNS:
+            report.alerts_given_up += 1
+            logger.error(
+                "alert given up after failing on every retry",
+                extra={"group": group.group_id, "interval": start.isoformat(), "runs": runs},
+            )
+        else:
+            _keep_for_retry(state, group, start, runs)
+
+
 def publish_alerts(
-    clients: Clients, settings: Settings, found: Iterable[AnomalyGroup], start: datetime, report: RunReport
+    clients: Clients,
+    settings: Settings,
+    found: Iterable[AnomalyGroup],
+    start: datetime,
+    report: RunReport,
+    state: State | None = None,
 ) -> None:
-    """Each group's alert to every configured alert it qualifies for (``sentinel_core.routing``), once each."""
-    ctx = settings.alert_context(settings.bucket)
+    """Each group's alert to every configured alert it qualifies for (``sentinel_core.routing``), once each; a
+    group whose sending raises is kept in ``state`` for the next runs (see :func:`route_alert`)."""
     for group in found:
-        out = routing.route_group(clients, settings, settings.routes, group, start, ctx)
-        report.alerts_sent += len(out.sent)
-        report.alerts_already_sent += len(out.already_sent)
-        report.alerts_filtered += len(out.filtered)
-        if out.filtered:
-            logger.info("alert filtered out", extra={"group": group.group_id, "alerts": out.filtered})
-        if out.already_sent:
-            logger.info("alert already sent for this group and interval", extra={"group": group.group_id})
-        if out.sent:
-            logger.info("alert sent", extra={"group": group.group_id, "alerts": out.sent, "at": start.isoformat()})
+        if not route_alert(clients, settings, group, start, report) and state is not None:
+            _keep_for_retry(state, group, start)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------
-def drop_duplicates(records: list[Record]) -> list[Record]:
-    """Keep the first of identical records (same timestamp, dimension values and measure values).
+def interval_records(
+    clients: Clients, settings: Settings, keys: Iterable[str], bad: Counter[str], report: RunReport
+) -> Iterator[Record]:
+    """The valid records of the interval's objects, streamed in key order (nothing is held per record). An object
+    whose reading raises is quarantined (see the module doc); the records it gave before the error are kept."""
+    for key in keys:
+        try:
+            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+            yield from iter_records(body, settings.spec, key, bad)
+        except Exception as exc:  # one object must not stop the interval
+            quarantine_object(report, key, exc)
 
-    IoT Core (QoS 1) and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it
-    would double a SUM and skew an AVG. Two genuinely different readings never share all of these fields (the
-    timestamp is kept to the second); producers that can send identical readings must add a dimension telling them
-    apart.
-    """
-    seen: set[tuple[object, ...]] = set()
-    out: list[Record] = []
-    for r in records:
-        key = (r.timestamp, r.dimensions, tuple(sorted(r.values.items())))
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+
+@dataclass
+class IntervalValues:
+    """One interval aggregated (SUM / AVG per series) with the admission of new series done while streaming, so
+    memory holds the admitted series only, whatever the number of invented ones (13.4)."""
+
+    start: datetime
+    step: int
+    aggregations: dict[str, str]
+    dimensions: tuple[str, ...]
+    detector: Detector
+    room: int  # new series this interval may still start
+    dedupe: bool
+    cells: dict[SeriesKey, list[float]] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)  # hashes of the records kept (duplicates dropped)
+    refused: set[int] = field(default_factory=set)  # hashes of the refused series (counted once each)
+    refused_sample: list[str] = field(default_factory=list)
+    records: int = 0
+    wrong_interval: int = 0
+    duplicates: int = 0
+
+    def add(self, rec: Record) -> None:
+        if floor_to_interval(rec.timestamp, self.step) != self.start:
+            self.wrong_interval += 1
+            return
+        if self.dedupe:
+            # Identical records (same timestamp, dimension values and measure values) count once: IoT Core (QoS 1)
+            # and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it would
+            # double a SUM and skew an AVG. Two genuinely different readings never share all of these fields
+            # (timestamps are kept to the second). A hash is kept, not the record.
+            h = hash((rec.timestamp, rec.dimensions, tuple(sorted(rec.values.items()))))
+            if h in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(h)
+        self.records += 1
+        dims = tuple(zip(self.dimensions, rec.dimensions, strict=True))
+        for measure, value in rec.values.items():
+            key = SeriesKey(measure, dims)
+            cell = self.cells.get(key)
+            if cell is None:
+                if not self.detector.has_series(key.id):
+                    if self.room <= 0:
+                        h = hash(key)
+                        if h not in self.refused:
+                            self.refused.add(h)
+                            _note(self.refused_sample, key.id)
+                        continue
+                    self.room -= 1
+                cell = self.cells[key] = [0.0, 0.0]
+            cell[0] += value
+            cell[1] += 1.0
+
+    def values(self) -> dict[SeriesKey, float]:
+        return {
+            key: (total / count if self.aggregations.get(key.measure, "SUM") == "AVG" else total)
+            for key, (total, count) in self.cells.items()
+        }
 
 
 def score_interval(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
 ) -> list[AnomalyGroup]:
+    """Score one interval: read EXACTLY its folder, aggregate (admitting new series within the caps), score, group,
+    store the groups and the console's run record, alert (see the module doc)."""
     spec = settings.spec
     keys = objects.list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
     run = store.RunRecord(start)
-    records: list[Record] = []
     bad: Counter[str] = Counter()
-    for key in keys:
-        read = read_object(clients.s3, settings.bucket, key, spec)
-        records.extend(read.records)
-        bad.update(read.bad)
-    inside = [r for r in records if floor_to_interval(r.timestamp, settings.step) == start]
-    if len(inside) != len(records):
-        bad["wrong_interval"] += len(records) - len(inside)
-        logger.warning(
-            "records outside their folder's interval (not scored)",
-            extra={"interval": start.isoformat(), "count": len(records) - len(inside)},
-        )
-        records = inside
     # Event-count presets (a measure defaulted per event, e.g. ecommerce views): two page views of the same page in
     # the same second are two views, not a redelivery, so nothing is dropped there.
     counts_events = any(m.default is not None for m in spec.measures)
-    unique = records if counts_events else drop_duplicates(records)
-    if len(unique) != len(records):
-        report.duplicate_records += len(records) - len(unique)
-        run.duplicates = len(records) - len(unique)
+    acc = IntervalValues(
+        start=start,
+        step=settings.step,
+        aggregations={m.name: m.aggregation for m in spec.measures},
+        dimensions=tuple(spec.dimensions),
+        detector=state.detector,
+        room=min(settings.max_new_series, max(0, settings.max_series - state.detector.series_count)),
+        dedupe=not counts_events,
+    )
+    for rec in interval_records(clients, settings, keys, bad, report):
+        acc.add(rec)
+    if acc.wrong_interval:
+        bad["wrong_interval"] += acc.wrong_interval
+        logger.warning(
+            "records outside their folder's interval (not scored)",
+            extra={"interval": start.isoformat(), "count": acc.wrong_interval},
+        )
+    if acc.duplicates:
+        report.duplicate_records += acc.duplicates
+        run.duplicates = acc.duplicates
         logger.info(
             "identical records counted once (IoT QoS 1 and Firehose deliver at least once)",
-            extra={"interval": start.isoformat(), "duplicates": len(records) - len(unique)},
+            extra={"interval": start.isoformat(), "duplicates": acc.duplicates},
         )
-        records = unique
+    if acc.refused:
+        report.series_refused += len(acc.refused)
+        for sid in acc.refused_sample:
+            _note(report.refused_series, sid)
+        _log_refused(report, report.series_refused - len(acc.refused), settings)
     _add_bad(report, bad)
-    report.records += len(records)
-    values = agg.aggregate(records, spec).get(start, {}) if records else {}
-    result, invalid = state.detector.score_valid(start, values, zero_fill=zero_fill_measures(spec))
+    report.records += acc.records
+    n_records = acc.records
+    values = acc.values()
+    del acc
+    result, invalid = state.detector.score_valid(
+        start, values, zero_fill=zero_fill_measures(spec), on_error=_quarantine(report)
+    )
     _add_invalid(report, invalid)
     scores: list[PointScore] = result.points
     if result.silent:  # counted, logged and alerted as their own "silent" groups
@@ -415,17 +707,75 @@ def score_interval(
     report.intervals_scored += 1
     report.series_scored += len(scores)
     report.anomalies += sum(1 for p in scores if groups.is_anomalous(p))
-    for group in found:
-        store.save_group(clients.ddb, settings.table, group)
-    report.groups += len(found)
+    stored = [g for g in found if save_group(clients, settings, g, report)]
+    report.groups += len(stored)
     # The console's run status and data quality for this interval, and the scores it plots around a group.
-    run.records, run.rejected, run.scores, run.groups = len(records), dict(bad), scores, len(found)
+    run.records, run.rejected, run.scores, run.groups = n_records, dict(bad), scores, len(found)
     run.series_seen = len(scores)  # the series scored this interval (SUM measures zero-filled included)
     run.silent = len(result.silent)  # the detector's own verdict: series that reported regularly and went silent
     run.anomalies = sum(1 for p in scores if groups.is_anomalous(p))
     store.put_run(clients.ddb, settings.table, settings.detector_id, run, groups.ANOMALY_THRESHOLD)
-    publish_alerts(clients, settings, found, start, report)
+    publish_alerts(clients, settings, found, start, report, state)
     return found
+
+
+def save_group(clients: Clients, settings: Settings, group: AnomalyGroup, report: RunReport) -> bool:
+    """Store one group; a failure is logged and counted (``groups_failed``), its alert still goes out."""
+    try:
+        store.save_group(clients.ddb, settings.table, group)
+        return True
+    except Exception as exc:  # one group must not stop the interval
+        report.groups_failed += 1
+        logger.error(
+            "anomaly group not stored", extra={"group": group.group_id, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        return False
+
+
+def _quarantine(report: RunReport) -> Callable[[SeriesKey, Exception], None]:
+    def note(key: SeriesKey, exc: Exception) -> None:
+        report.series_quarantined += 1
+        _note(report.quarantined_series, key.id)
+        logger.error(
+            "series quarantined: scoring it raised; it restarts from its next value",
+            extra={"series": key.id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+
+    return note
+
+
+def _refuse(report: RunReport, key: SeriesKey) -> None:
+    report.series_refused += 1
+    _note(report.refused_series, key.id)
+
+
+def _log_refused(report: RunReport, before: int, settings: Settings) -> None:
+    if report.series_refused > before:
+        logger.warning(
+            "series refused: the model holds at most max_series series and starts at most max_new_series per interval",
+            extra={
+                "refused": report.series_refused - before,
+                "max_series": settings.max_series,
+                "max_new_series": settings.max_new_series,
+                "sample": report.refused_series,
+            },
+        )
+
+
+def admit_history(
+    values: Mapping[SeriesKey, float], admitted: set[SeriesKey], settings: Settings, report: RunReport
+) -> dict[SeriesKey, float]:
+    """Warm-up: the history teaches at most ``max_series`` series (the first seen, in series order)."""
+    before = report.series_refused
+    out: dict[SeriesKey, float] = {}
+    for key in sorted(values):
+        if key in admitted or len(admitted) < settings.max_series:
+            admitted.add(key)
+            out[key] = values[key]
+        else:
+            _refuse(report, key)
+    _log_refused(report, before, settings)
+    return out
 
 
 def run(
@@ -433,23 +783,19 @@ def run(
     settings: Settings,
     closed: datetime,
     time_left_ms: Callable[[], int] | None = None,
+    wall_now: datetime | None = None,
 ) -> RunReport:
-    """Score every interval up to ``closed`` that is not scored yet; see the module doc."""
+    """Score every interval up to ``closed`` that is not scored yet; see the module doc. ``wall_now`` (default:
+    the clock) bounds the plan: nothing past it is scored."""
+    wall = to_utc(wall_now) if wall_now is not None else datetime.now(UTC)
     report = RunReport(closed_interval=to_utc(closed).isoformat())
-    raw = store.load_state(clients.s3, settings.bucket, settings.spec)
-    loaded: State | None = None
-    if raw is not None:
-        try:
-            loaded = State.from_json(raw)
-        except StateError as exc:  # a model of another version (an upgrade): start again from the history
-            logger.warning("detector state not readable by this version: re-warming", extra={"error": str(exc)})
-            report.rewarmed = True
-        if loaded is not None and loaded.detector.timezone.key != settings.spec.timezone:
-            logger.warning(
-                "time zone changed: re-warming from history",
-                extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
-            )
-            loaded, report.rewarmed = None, True
+    loaded = load_state(clients, settings, wall, report)
+    if loaded is not None and loaded.detector.timezone.key != settings.spec.timezone:
+        logger.warning(
+            "time zone changed: re-warming from history",
+            extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
+        )
+        loaded, report.rewarmed = None, True
     if loaded is None:
         state = State(Detector(settings.step, timezone=settings.spec.timezone))
         warm_up(clients, settings, state.detector, report)
@@ -457,6 +803,7 @@ def run(
         state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
+    retry_alerts(clients, settings, state, report)
     last = state.detector.last_interval
     resumed = activation.resume_after(
         last,
@@ -468,7 +815,7 @@ def run(
         skipped = int((to_utc(resumed) - to_utc(last)).total_seconds()) // settings.step if resumed else 0
         report.skipped_intervals += skipped
         logger.warning("resumed with --skip: missed intervals not scored", extra={"skipped": skipped})
-    todo = plan_intervals(resumed, to_utc(closed), settings, report)
+    todo = plan_intervals(resumed, to_utc(closed), settings, report, wall)
     if report.skipped_intervals and todo:  # the intervals right before the first planned one were not scored
         not_scored = [todo[0] - timedelta(seconds=settings.step * k) for k in range(report.skipped_intervals, 0, -1)]
         store.put_skipped_runs(
@@ -492,7 +839,7 @@ def run(
         report.first_interval = report.first_interval or start.isoformat()
         report.last_interval = start.isoformat()
         if i % CHECKPOINT_EVERY == 0 and i < len(todo):
-            store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+            state.save(clients, settings)
         if time_left_ms is not None and time_left_ms() < 30_000 and i < len(todo):
             report.stopped_early = True
             report.backlog_left += len(todo) - i
@@ -500,7 +847,7 @@ def run(
                 "stopping early to save the state before the Lambda times out", extra={"left": len(todo) - i}
             )
             break
-    store.save_state(clients.s3, settings.bucket, settings.spec, state.to_json())
+    report.state_bytes = state.save(clients, settings)
     applied_at = datetime.now().astimezone().isoformat(timespec="seconds")
     for fb in feedback:
         store.mark_feedback_applied(clients.ddb, settings.table, fb, applied_at)

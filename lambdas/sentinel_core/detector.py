@@ -39,7 +39,7 @@ import base64
 import math
 import struct
 from array import array
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -486,6 +486,13 @@ class Detector:
     def series_ids(self) -> list[str]:
         return sorted(self._series)
 
+    @property
+    def series_count(self) -> int:
+        return len(self._series)
+
+    def has_series(self, series_id: str) -> bool:
+        return series_id in self._series
+
     # -- scoring ------------------------------------------------------------------------------------------------
     def score(
         self, start: datetime, values: Mapping[SeriesKey, float], *, zero_fill: Collection[str] = ()
@@ -494,17 +501,25 @@ class Detector:
         return self.score_interval(start, values, zero_fill=zero_fill).points
 
     def score_valid(
-        self, start: datetime, values: Mapping[SeriesKey, float], *, zero_fill: Collection[str] = ()
+        self,
+        start: datetime,
+        values: Mapping[SeriesKey, float],
+        *,
+        zero_fill: Collection[str] = (),
+        on_error: Callable[[SeriesKey, Exception], None] | None = None,
     ) -> tuple[IntervalScores, list[SeriesKey]]:
         """``score_interval`` of the valid values; the series whose value is not (NaN, infinite, beyond
         ``MAX_ABS_VALUE``: an aggregate that overflowed) are returned, to be counted as bad records. They are
         neither scored nor zero-filled nor called silent this interval."""
         bad = sorted(k for k, v in values.items() if not abs(v) <= MAX_ABS_VALUE)
         if not bad:
-            return self.score_interval(start, values, zero_fill=zero_fill), []
+            return self.score_interval(start, values, zero_fill=zero_fill, on_error=on_error), []
         drop = set(bad)
         clean = {k: v for k, v in values.items() if k not in drop}
-        return self.score_interval(start, clean, zero_fill=zero_fill, skip={k.id for k in bad}), bad
+        return (
+            self.score_interval(start, clean, zero_fill=zero_fill, skip={k.id for k in bad}, on_error=on_error),
+            bad,
+        )
 
     def score_interval(
         self,
@@ -513,6 +528,7 @@ class Detector:
         *,
         zero_fill: Collection[str] = (),
         skip: Collection[str] = (),
+        on_error: Callable[[SeriesKey, Exception], None] | None = None,
     ) -> IntervalScores:
         """Score every value of the interval starting at ``start`` from earlier data, then learn from it.
 
@@ -522,6 +538,8 @@ class Detector:
         record means nothing happened. Known series of other measures that stay absent ``silent_intervals``
         intervals are reported once in ``silent``. Raises ``NonFiniteValueError`` (nothing learned) on NaN or
         infinite values (``score_valid`` drops them instead). ``skip``: series ids left alone this interval.
+        ``on_error`` (the detector Lambda's quarantine): a series whose scoring raises is dropped from the model (its
+        state may be half-updated) and reported there, the others are scored; without it the error propagates.
         """
         idx = self._index(start)
         if self._last is not None and idx <= self._last:
@@ -540,7 +558,15 @@ class Detector:
         present = set(ids.values())
         for key in sorted(values):
             count = key.measure in zero_fill
-            out.points.append(self._score_one(key, ids[key], idx, ts, float(values[key]), phase, True, count))
+            if on_error is None:
+                out.points.append(self._score_one(key, ids[key], idx, ts, float(values[key]), phase, True, count))
+                continue
+            try:
+                out.points.append(self._score_one(key, ids[key], idx, ts, float(values[key]), phase, True, count))
+            except Exception as exc:  # one series must not stop the others (see on_error)
+                self._series.pop(ids[key], None)
+                present.discard(ids[key])
+                on_error(key, exc)
         cfg = self.config
         prev = self._last if self._last is not None else idx - 1
         for sid in sorted(set(self._series) - present - set(skip)):
@@ -968,8 +994,8 @@ class Detector:
             )
         self._series[series_id] = s
 
-    def to_state(self) -> dict[str, Any]:
-        """JSON-serialisable state (series records base64-encoded); ``from_state`` continues with identical scores."""
+    def to_state_header(self) -> dict[str, Any]:
+        """``to_state`` without the series (the detector Lambda's state file writes them one by one)."""
         return {
             "version": STATE_VERSION,
             "interval_seconds": self.interval_seconds,
@@ -977,6 +1003,12 @@ class Detector:
             "config": self.config.to_dict(),
             "last": self._last,
             "last_start": None if self._last_start is None else self._last_start.isoformat(),
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-serialisable state (series records base64-encoded); ``from_state`` continues with identical scores."""
+        return {
+            **self.to_state_header(),
             "series": {sid: base64.b64encode(data).decode("ascii") for sid, data in self.iter_series_bytes()},
         }
 

@@ -24,6 +24,8 @@ ALERT_FILTER = "ALERT_FILTER"  # optional JSON: the measures / dimension values 
 ALERT_ROUTES = "ALERT_ROUTES"  # optional JSON list: the detector's alerts (``alerts`` context key; unset = one alert)
 CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the console alerts link to (its group pages)
 HISTORY_PREFIX = "HISTORY_PREFIX"  # where the console archive writes the groups and feedback history (data bucket)
+MAX_SERIES = "MAX_SERIES"  # detector: cap on the series its model holds (bounded cardinality)
+MAX_NEW_SERIES = "MAX_NEW_SERIES"  # detector: cap on the series it starts per interval
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # Powertools' own: the service in logs and metrics
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own: the CloudWatch namespace
 
@@ -40,6 +42,8 @@ NAMES: frozenset[str] = frozenset(
         ALERT_ROUTES,
         CONSOLE_BASE_URL,
         HISTORY_PREFIX,
+        MAX_SERIES,
+        MAX_NEW_SERIES,
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE,
     }

@@ -32,14 +32,16 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sentinel_core import layout, objects
+from sentinel_core import layout, objects, state_file
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import AnomalyGroup, PointScore
 from sentinel_core.spec import PipelineSpec
@@ -56,7 +58,8 @@ GROUP_TTL_DAYS = 90
 ALERT_TTL_DAYS = 30
 FEEDBACK_TTL_DAYS = 90
 RUN_TTL_DAYS = 90  # like the groups: the console shows the runs and data quality of the groups it shows
-STATE_FILE = "model/state.json.gz"
+STATE_FILE = "model/state.bin.gz"  # sentinel_core.state_file
+LEGACY_STATE_FILE = "model/state.json.gz"  # the JSON state of earlier releases (read, never written)
 GROUPS_BY_START = "groups-by-start"  # GSI: pk + gsi_start (infra/state.py declares it)
 # Series whose scores a run item keeps in full; beyond, only the anomalous ones (gzip JSON of ~60 bytes a series:
 # 5000 stay far below DynamoDB's 400 KB item limit).
@@ -151,29 +154,125 @@ def state_key(spec: PipelineSpec) -> str:
     return layout.state_prefix(spec) + STATE_FILE
 
 
+def legacy_state_key(spec: PipelineSpec) -> str:
+    """Where releases before the compact state file kept it (one gzip-9 JSON object): read once, then replaced."""
+    return layout.state_prefix(spec) + LEGACY_STATE_FILE
+
+
+SeriesRecords = Iterator[tuple[str, bytes]]
+
+
+def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesRecords]:
+    """A state object, streamed: (the run state without the series, the series one by one as (id, the model's
+    per-series record)). Both encodings are read: the compact state file (``sentinel_core.state_file``) and the
+    JSON state of earlier releases (base64 records; its series are then in memory already)."""
+    f = objects.open_binary(body)
+    if state_file.is_state_file(f.peek(5)[:5]):
+        header = state_file.read_header(f)
+        return header, state_file.read_records(f)
+    data = json.load(io.TextIOWrapper(f, encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("detector"), dict):
+        raise StoreError("the state object is not a JSON object with a 'detector'")
+    series = data["detector"].pop("series", {})
+    if not isinstance(series, dict):
+        raise StoreError("the state's detector series are not a map")
+    return data, ((str(sid), base64.b64decode(rec, validate=True)) for sid, rec in series.items())
+
+
 def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] | None:
-    """The saved state, or None when the detector never ran (the object does not exist)."""
+    """The saved state as one JSON-shaped dict (series records base64-encoded under ``detector.series``, as
+    ``Detector.to_state``), or None when the detector never ran. For tools and tests: the detector itself streams
+    it (:func:`recover_state`)."""
+    for key in (state_key(spec), legacy_state_key(spec)):
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            continue
+        header, series = read_state(obj["Body"])
+        header.setdefault("detector", {})["series"] = {
+            sid: base64.b64encode(rec).decode("ascii") for sid, rec in series
+        }
+        return header
+    return None
+
+
+MAX_STATE_VERSIONS = 10  # older versions tried before re-warming: ~50 minutes of PT5M saves, far past a bad deploy
+
+
+@dataclass
+class RecoveredState[T]:
+    """What :func:`recover_state` found: the parsed state (None: nothing usable, re-warm from history), the version
+    it came from (None: the current object) and, when the current object was not usable, why."""
+
+    state: T | None
+    version_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def recovered(self) -> bool:
+        return bool(self.problems)
+
+
+def recover_state[T](
+    s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[objects.Readable], T]
+) -> RecoveredState[T]:
+    """The saved state parsed by ``parse`` from the object's body (``parse`` raises on an unreadable or implausible
+    state); when the current object is not usable, its previous versions (the bucket is versioned), newest first,
+    at most ``MAX_STATE_VERSIONS``; when none is usable ``state`` is None (the caller re-warms from history).
+
+    No state object at all is not a problem: ``RecoveredState(None)`` with no problems (the detector never ran); a
+    state of an earlier release (``legacy_state_key``) is read when there is no compact one yet.
+    """
+    key = state_key(spec)
+    out: RecoveredState[T] = RecoveredState(None)
     try:
-        obj = s3.get_object(Bucket=bucket, Key=state_key(spec))
+        obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.NoSuchKey:
-        return None
-    data = json.load(objects.open_text(obj["Body"]))
-    if not isinstance(data, dict):
-        raise StoreError(f"s3://{bucket}/{state_key(spec)} is not a JSON object")
-    return data
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=legacy_state_key(spec))
+        except s3.exceptions.NoSuchKey:
+            return out
+        key = legacy_state_key(spec)
+    try:
+        out.state = parse(obj["Body"])
+        return out
+    except Exception as exc:  # any unreadable or implausible state falls back (and is reported)
+        out.problems.append(f"current: {type(exc).__name__}: {exc}"[:300])
+    current = obj.get("VersionId")
+    versions: list[dict[str, Any]] = []
+    try:
+        resp: Any = s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_STATE_VERSIONS + 1)
+        versions = [
+            v for v in resp.get("Versions", []) if v["Key"] == key and v.get("VersionId") not in (current, "null")
+        ]
+    except Exception as exc:  # no version listing: re-warm (reported)
+        out.problems.append(f"versions: {type(exc).__name__}: {exc}"[:300])
+    versions.sort(key=lambda v: v["LastModified"], reverse=True)
+    for v in versions[:MAX_STATE_VERSIONS]:
+        vid = str(v["VersionId"])
+        try:
+            older = s3.get_object(Bucket=bucket, Key=key, VersionId=vid)
+            out.state = parse(older["Body"])
+            out.version_id = vid
+            return out
+        except Exception as exc:  # try the next older one
+            out.problems.append(f"version {vid}: {type(exc).__name__}: {exc}"[:300])
+    return out
 
 
-def save_state(s3: S3Client, bucket: str, spec: PipelineSpec, state: Mapping[str, Any]) -> str:
-    """Write the state as one gzip JSON object (a single PUT: readers see the old or the new state, never half)."""
-    body = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), mtime=0)
-    s3.put_object(
-        Bucket=bucket,
-        Key=state_key(spec),
-        Body=body,
-        ContentType="application/json",
-        ContentEncoding="gzip",
-    )
-    return state_key(spec)
+def save_state(
+    s3: S3Client, bucket: str, spec: PipelineSpec, header: Mapping[str, Any], records: Iterable[tuple[str, bytes]]
+) -> int:
+    """Write the compact state file (one PUT: readers see the old or the new state, never half); returns its size.
+
+    ``header``: the run state without the series; ``records``: (series id, packed series) in id order."""
+    # Written to a temporary file (Lambda's /tmp), not memory: the compressed state is never held beside the model.
+    with tempfile.TemporaryFile() as fh:
+        state_file.write(fh, dict(header), records)
+        size = fh.tell()
+        fh.seek(0)
+        s3.put_object(Bucket=bucket, Key=state_key(spec), Body=fh, ContentType="application/octet-stream")
+    return size
 
 
 # ----------------------------------------------------------------------------------------------------------------

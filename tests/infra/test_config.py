@@ -172,6 +172,35 @@ def test_clear_errors(ctx: dict[str, Any], message: str) -> None:
     assert key in str(err.value) or key == "preset"
 
 
+def test_series_caps_default_to_the_capacity_figures_and_size_the_detector() -> None:
+    from sentinel_core import capacity
+
+    c = cfg()
+    assert (c.detector_max_series, c.detector_max_new_series) == (
+        capacity.DEFAULT_MAX_SERIES,
+        capacity.DEFAULT_MAX_NEW_SERIES,
+    )
+    assert capacity.detector_memory_mb(c.detector_max_series) == capacity.DETECTOR_MEMORY_MB
+    bigger = cfg(detector_max_series="100000", detector_max_new_series=2000)
+    assert bigger.detector_max_series == 100_000 and bigger.detector_max_new_series == 2000
+    assert capacity.DETECTOR_MEMORY_MB < capacity.detector_memory_mb(100_000) <= capacity.MAX_LAMBDA_MEMORY_MB
+
+
+@pytest.mark.parametrize(
+    ("ctx", "message"),
+    [
+        ({"detector_max_series": 0}, "'detector_max_series' must be at least 1"),
+        ({"detector_max_series": "many"}, "'detector_max_series' must be a whole number"),
+        ({"detector_max_series": 10_000_000}, "'detector_max_series': .* above Lambda's 10240 MB"),
+        ({"detector_max_new_series": 0}, "'detector_max_new_series' must be within 1 and"),
+        ({"detector_max_series": 100, "detector_max_new_series": 101}, "'detector_max_new_series' must be within"),
+    ],
+)
+def test_series_caps_errors_name_the_key(ctx: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg(**ctx)
+
+
 def test_alerts_are_parsed_with_defaults_and_serialised_for_the_functions() -> None:
     topic = "arn:aws:sns:eu-west-1:123456789012:facilities"
     fn = "arn:aws:lambda:eu-west-1:123456789012:function:ticketing"

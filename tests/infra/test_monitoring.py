@@ -209,6 +209,17 @@ def test_outputs_name_the_dashboard_and_the_operations_topic(synth: Synth) -> No
     assert "DashboardName" in outputs
 
 
+def test_detector_contained_failures_alarm_at_the_first_occurrence(synth: Synth) -> None:
+    from infra.monitoring import DETECTOR_CONTAINED
+
+    if synth.engine != "builtin":
+        return
+    for name, _, _ in DETECTOR_CONTAINED:
+        alarm = alarm_named(synth, f"Detector{name}")
+        assert metric_names(alarm) == {name}
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 def test_firehose_throttling_and_quota_alarms_match_its_source(synth: Synth) -> None:
     if stream_type(synth) == "DirectPut":
         (throttled,) = alarms_on(synth, "ThrottledRecords")

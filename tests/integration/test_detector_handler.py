@@ -328,7 +328,8 @@ def test_a_state_of_an_older_detector_version_re_warms_instead_of_failing_every_
     old = env.state()
     v1_series = {"CO|LOCATION_ID=B-101": [0, 1]}
     old["detector"] = {"version": 1, "interval_seconds": int(STEP.total_seconds()), "series": v1_series}
-    store.save_state(env.s3, BUCKET, SPEC, old)
+    # the JSON state of that release, at the state key (the detector reads either encoding)
+    env.s3.put_object(Bucket=BUCKET, Key=store.state_key(SPEC), Body=gzip.compress(json.dumps(old).encode()))
     env.put_interval(LIVE + STEP)
     report = env.invoke(LIVE + STEP)
     assert report["rewarmed"] is True and report["warmup_intervals"] == HISTORY_DAYS * 288

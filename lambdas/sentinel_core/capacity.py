@@ -1,0 +1,39 @@
+"""How many series one detector function holds: the caps' defaults, written once (the detector Lambda reads its
+caps from the environment, the CDK stack sets them from context and sizes the function with the same figures).
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+# The detector function's memory (MB) at the default caps; more series get more (``detector_memory_mb``).
+DETECTOR_MEMORY_MB = 1024
+MAX_LAMBDA_MEMORY_MB = 10_240  # Lambda's maximum
+# A whole run's peak: a base plus a share per series held, and a quarter of headroom for the interval's records and
+# the allocator. 16 KB per series: benchmarks/detector_scale.py measured 10.1 KB per series for a whole 50,000-series
+# run with the compact state file (an upper bound: moto keeps the S3 bodies in the same process), 9.9 KB at 200,000;
+# the margin is for series with more held points than the benchmark's. The JSON state of earlier releases took
+# ~44 KB (issue 16).
+RUN_BASE_MB = 73
+RUN_KB_PER_SERIES = 16
+HEADROOM = 1.25
+# Series the model may hold: 40,000 need (73 MB + 40,000 x 16 KB) x 1.25 = 872 MB, inside the default 1,024 MB
+# function. Context key ``detector_max_series`` (infra/config.py) changes it per stack (and the memory with it).
+DEFAULT_MAX_SERIES = 40_000
+# Series started per interval: a real fleet grows by a few devices at a time (a rollout of 5,000 is admitted within
+# ten PT5M intervals), while a flood of invented ids takes at most this many places per interval, each refused one
+# counted (metric SeriesRefused) and alarmed at the first interval it happens. Context key
+# ``detector_max_new_series``.
+DEFAULT_MAX_NEW_SERIES = 500
+
+
+def detector_memory_mb(max_series: int) -> int:
+    """The memory a detector holding ``max_series`` series needs (at least ``DETECTOR_MEMORY_MB``); above
+    ``MAX_LAMBDA_MEMORY_MB`` raises ValueError (the series must be split over more detectors)."""
+    need = -(-int((RUN_BASE_MB + RUN_KB_PER_SERIES * max_series / 1024) * HEADROOM) // 64) * 64
+    if need > MAX_LAMBDA_MEMORY_MB:
+        most = int((MAX_LAMBDA_MEMORY_MB / HEADROOM - RUN_BASE_MB) * 1024 / RUN_KB_PER_SERIES)
+        raise ValueError(
+            f"{max_series} series need ~{need} MB, above Lambda's {MAX_LAMBDA_MEMORY_MB} MB (at most {most})"
+        )
+    return max(DETECTOR_MEMORY_MB, need)
