@@ -24,6 +24,8 @@ evaluation range stays within one day):
   above ``TRANSFORM_FAILURE_PERCENT``; a transform that raises (whole batch retried by Firehose) is a Lambda error;
 - IoT rule error action invoked: every document the error action writes to its log group counts (metric filter);
 - detector errors (its own alarm) or missed schedule: fewer than 1 invocation in ``MISSED_RUNS`` intervals;
+- ingest refusals that mean an attack or a broken clock (``SECURITY_REFUSALS``: a reading for another thing's
+  location, records dated ahead of their arrival): at the first occurrence;
 - the detector's contained failures (``DETECTOR_CONTAINED``: a failed alert, a quarantined object or series, refused
   series, a recovered state, a refused future event): at the first occurrence;
 - any dead-letter queue not empty; alert or operations topic deliveries failing (SNS ``NumberOfNotificationsFailed``,
@@ -76,6 +78,13 @@ DETECTOR_CONTAINED: tuple[tuple[str, str, str], ...] = (
     ("SeriesRefused", "series refused", "More series than detector_max_series / detector_max_new_series: refused"),
     ("StateRecovered", "state recovered", "The model state was unusable: an older version or history was used"),
     ("FutureEventsRefused", "future events refused", "A detector event dated ahead of the wall clock was refused"),
+)
+# Ingest refusals that mean an attack or a broken clock, not a noisy sensor (transform's RecordsFailedByReason, by
+# reason and source): alarmed at the first occurrence. A reading for another thing's location (a stolen or
+# misconfigured certificate: IoT only) and an event time ahead of the arrival clock beyond the tolerance.
+SECURITY_REFUSALS: tuple[tuple[str, str, bool], ...] = (
+    ("identity_mismatch", "A device published readings for a location that is not its own: refused", True),
+    ("future_timestamp", "Records dated ahead of their arrival beyond the tolerance were refused", False),
 )
 # Warn at 80 % of a Firehose Direct PUT quota (records/s, bytes/s, put requests/s): time to ask for an increase
 # before producers see ThrottledRecords.
@@ -177,6 +186,7 @@ class Monitoring(Construct):
         else:
             self._kinesis_source(watched.source_stream, stream_name)
         self._transform()
+        self._security_refusals("direct_put" if watched.source_stream is None else "kinesis", watched.iot_rule)
         if watched.iot_rule is not None:
             self._iot_rule(watched.iot_rule)
         self._functions(watched)
@@ -487,6 +497,39 @@ class Monitoring(Construct):
                     ],
                 ),
             ],
+        )
+
+    def _security_refusals(self, source: str, iot_rule: WatchedIotRule | None) -> None:
+        """First-occurrence alarms on the transform's refusals that mean an attack or a broken producer clock."""
+        refused = [
+            mc.CustomMetricWithAlarm(
+                metric=cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="RecordsFailedByReason",
+                    # exactly the dimensions the transform's single metric carries (Powertools adds the service)
+                    dimensions_map={"reason": reason, "source": source, "service": "transform"},
+                    statistic="Sum",
+                    period=PERIOD,
+                    label=f"refused: {reason}",
+                ),
+                alarm_friendly_name=f"Refused{reason.title().replace('_', '')}",
+                add_alarm={
+                    "Warning": mc.CustomThreshold(
+                        threshold=1,
+                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                        evaluation_periods=1,
+                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                        alarm_description_override=description,
+                    )
+                },
+            )
+            for reason, description, iot_only in SECURITY_REFUSALS
+            if iot_rule is not None or not iot_only
+        ]
+        self.facade.monitor_custom(
+            alarm_friendly_name="IngestRefusals",
+            human_readable_name="Ingest refusals (identity, clock)",
+            metric_groups=[mc.CustomMetricGroup(title="Refused records (each alarmed)", metrics=list(refused))],
         )
 
     def _iot_rule(self, watched: WatchedIotRule) -> None:

@@ -42,6 +42,15 @@ def metric_names(props: dict[str, Any]) -> set[str]:
     return names
 
 
+def alarm_dimensions(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dimensions of the (single) metric an alarm reads, sorted by name."""
+    dims = list(props.get("Dimensions", []) or [])
+    for m in props.get("Metrics", []) or []:
+        if m.get("MetricStat"):
+            dims += m["MetricStat"]["Metric"].get("Dimensions", [])
+    return sorted(dims, key=lambda d: str(d["Name"]))
+
+
 # What a Firehose stream counts as taken in, by its source (AWS/Firehose metrics): Direct PUT emits IncomingRecords,
 # a stream reading a Kinesis data stream emits DataReadFromKinesisStream.Records and leaves IncomingRecords empty.
 INGESTED_METRIC = {"DirectPut": "IncomingRecords", "KinesisStreamAsSource": "DataReadFromKinesisStream.Records"}
@@ -258,3 +267,33 @@ def test_both_topics_alarm_on_failed_notifications(synth: Synth) -> None:
     topic_ids = {synth.by_marker("ops-topic")[0], synth.by_marker("alert-topic")[0]}
     watched = {tid for a in alarms_on(synth, "NumberOfNotificationsFailed") for tid in topic_ids if tid in flat(a)}
     assert watched == topic_ids
+
+
+def test_identity_and_clock_refusals_alarm_on_the_dimensions_the_transform_emits(
+    synth: Synth, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alarm's dimensions are read off the real handler's EMF output, so a renamed dimension breaks the test."""
+    from transform import app as transform_app
+    from transform.logic import BatchSummary
+
+    from infra.monitoring import SECURITY_REFUSALS
+
+    _, fn = synth.by_marker("transform")
+    monkeypatch.setenv(
+        "POWERTOOLS_SERVICE_NAME", fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    )
+    source = "direct_put" if stream_type(synth) == "DirectPut" else "kinesis"
+    iot = synth.spec().ingest == "iot"
+    for reason, _, iot_only in SECURITY_REFUSALS:
+        capsys.readouterr()
+        transform_app._emit(BatchSummary(failed_by_reason={reason: 1}), source)
+        emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "RecordsFailedByReason" in line]
+        (doc,) = emitted
+        (dims,) = doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+        wanted = [{"Name": d, "Value": doc[d]} for d in sorted(dims)]
+        found = [a for a in alarms_on(synth, "RecordsFailedByReason") if alarm_dimensions(a) == wanted]
+        if iot_only and not iot:
+            assert not found, reason
+            continue
+        (alarm,) = found
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
