@@ -52,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from sentinel_core import activation, alerts, capacity, groups, layout, objects, routing, store
+from sentinel_core import activation, alerts, capacity, filters, groups, layout, objects, routing, store
 from sentinel_core import aggregate as agg
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
@@ -665,7 +665,11 @@ def score_interval(
         room=min(settings.max_new_series, max(0, settings.max_series - state.detector.series_count)),
         dedupe=not counts_events,
     )
-    for rec in interval_records(clients, settings, keys, bad, report):
+    # The dataset filter first, as in every aggregation (sentinel_core.aggregate): a value that is not monitored
+    # never becomes a series.
+    for rec in filters.keep(
+        interval_records(clients, settings, keys, bad, report), spec.dimensions, spec.dimension_filter
+    ):
         acc.add(rec)
     if acc.wrong_interval:
         bad["wrong_interval"] += acc.wrong_interval

@@ -7,7 +7,7 @@ else to the test's tmp folder."""
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import os
 import socket
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sentinel_core import store
 
 from simulator.console_state import STATE_FILE, ConsoleState
 from simulator.demo import DemoOptions, run_demo
@@ -177,8 +178,8 @@ def test_list_open_mark_not_an_anomaly_and_the_next_run_applies_it(
     saved = ConsoleState.load(demo_out / STATE_FILE)
     (fb,) = [i for i in saved.items if i["sk"]["S"] == f"FEEDBACK#{group_id}#{series_id}"]
     assert fb["status"]["S"] == "applied" and fb["is_anomaly"]["BOOL"] is False
-    (blob,) = [body for key, body in saved.objects.items() if key.endswith("state.json.gz")]
-    model = json.loads(gzip.decompress(blob))
+    (blob,) = [body for key, body in saved.objects.items() if key.endswith(store.STATE_FILE)]
+    model, _series = store.read_state(io.BytesIO(blob))
     assert any(token.startswith(f"{group_id}|{series_id}|") for token in model["feedback_applied"])
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors  # no CSP violation, no script error

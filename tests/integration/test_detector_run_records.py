@@ -94,7 +94,7 @@ def test_skipped_and_failed_intervals_are_recorded(env: Any, monkeypatch: pytest
     def broken(*_: Any, **__: Any) -> Any:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(runner.agg, "aggregate", broken)
+    monkeypatch.setattr(runner.IntervalValues, "add", broken)  # a failure the runner does not contain
     put(clients, later + STEP, rows(later + STEP, ("A-1002",)))
     with pytest.raises(OSError, match="disk on fire"):
         runner.run(clients, settings, later + STEP)

@@ -41,7 +41,7 @@ def test_a_demo_state_round_trips_into_a_fresh_moto(tmp_path: Path) -> None:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         for g in GROUPS:
             store.save_group(ddb, TABLE, g)
-        store.save_state(s3, BUCKET, SPEC, {"format": 1, "detector": {"x": 1}})
+        store.save_state(s3, BUCKET, SPEC, {"format": 1, "detector": {"x": 1}}, [("CO|LOCATION_ID=B-101", b"\x01\x02")])
         path = ConsoleState.capture(ddb, s3, ENV, REGION).save(tmp_path / STATE_FILE)
     with mock_aws():
         ddb, s3, sns = clients()
@@ -49,7 +49,10 @@ def test_a_demo_state_round_trips_into_a_fresh_moto(tmp_path: Path) -> None:
         found, _ = store.query_groups(ddb, TABLE, DETECTOR, limit=100)
         assert sorted(g.group_id for g in found) == sorted(g.group_id for g in GROUPS)  # the index came back
         assert store.get_group(ddb, TABLE, DETECTOR, GROUPS[3].group_id) == make_group(3)
-        assert store.load_state(s3, BUCKET, SPEC) == {"format": 1, "detector": {"x": 1}}
+        assert store.load_state(s3, BUCKET, SPEC) == {
+            "format": 1,
+            "detector": {"x": 1, "series": {"CO|LOCATION_ID=B-101": "AQI="}},
+        }
         assert layout.state_prefix(SPEC) in next(iter(ConsoleState.load(path).objects))
 
 
