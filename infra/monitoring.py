@@ -101,6 +101,41 @@ def alarm_period(interval_seconds: int) -> Duration:
     return Duration.seconds(min(MAX_EVALUATION_SECONDS, max(60, interval_seconds)))
 
 
+def alarmed(
+    metric: cw.Metric | cw.MathExpression,
+    name: str,
+    description: str,
+    *,
+    threshold: float,
+    comparison: cw.ComparisonOperator,
+    severity: str = "Warning",
+    periods: int = 1,
+    datapoints: int | None = None,
+) -> mc.CustomMetricWithAlarm:
+    """A dashboard metric with its alarm (missing data is not breaching: no data means nothing happened)."""
+    return mc.CustomMetricWithAlarm(
+        metric=metric,
+        alarm_friendly_name=name,
+        add_alarm={
+            severity: mc.CustomThreshold(
+                threshold=threshold,
+                comparison_operator=comparison,
+                evaluation_periods=periods,
+                datapoints_to_alarm=datapoints,
+                treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description_override=description,
+            )
+        },
+    )
+
+
+def first_occurrence(metric: cw.Metric | cw.MathExpression, name: str, description: str) -> mc.CustomMetricWithAlarm:
+    """A dashboard metric alarmed at the first occurrence (a count of at least 1 in one period)."""
+    return alarmed(
+        metric, name, description, threshold=1, comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+    )
+
+
 @dataclass(frozen=True)
 class WatchedFunction:
     """A pipeline Lambda; ``errors_alarm`` is its stage's own errors alarm (None: Monitoring adds a fault alarm)."""
@@ -272,20 +307,16 @@ class Monitoring(Construct):
             mc.CustomMetricGroup(
                 title="Delivery to S3 and transform invocation (success ratio)",
                 metrics=[
-                    mc.CustomMetricWithAlarm(
-                        metric=success,
-                        alarm_friendly_name="DeliveryToS3Failing",
-                        add_alarm={
-                            "Critical": mc.CustomThreshold(
-                                threshold=1,
-                                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                                evaluation_periods=2,
-                                datapoints_to_alarm=2,
-                                treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                alarm_description_override="Firehose fails to write to the data lake (S3 / KMS / "
-                                "permissions); records are retried for 24 h, then written to the error prefix",
-                            )
-                        },
+                    alarmed(
+                        success,
+                        "DeliveryToS3Failing",
+                        "Firehose fails to write to the data lake (S3 / KMS / "
+                        "permissions); records are retried for 24 h, then written to the error prefix",
+                        threshold=1,
+                        comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                        severity="Critical",
+                        periods=2,
+                        datapoints=2,
                     ),
                     processing,
                 ],
@@ -293,20 +324,15 @@ class Monitoring(Construct):
             mc.CustomMetricGroup(
                 title="Delivery freshness (seconds)",
                 metrics=[
-                    mc.CustomMetricWithAlarm(
-                        metric=freshness,
-                        alarm_friendly_name="DeliveryStale",
-                        add_alarm={
-                            "Warning": mc.CustomThreshold(
-                                threshold=stale_after,
-                                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                                evaluation_periods=2,
-                                datapoints_to_alarm=2,
-                                treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                alarm_description_override=f"Records wait more than {stale_after} s in Firehose: "
-                                "they land after the detector read their interval (counted as late)",
-                            )
-                        },
+                    alarmed(
+                        freshness,
+                        "DeliveryStale",
+                        f"Records wait more than {stale_after} s in Firehose: "
+                        "they land after the detector read their interval (counted as late)",
+                        threshold=stale_after,
+                        comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                        periods=2,
+                        datapoints=2,
                     )
                 ],
             ),
@@ -410,35 +436,25 @@ class Monitoring(Construct):
                 mc.CustomMetricGroup(
                     title="Firehose reading the source",
                     metrics=[
-                        mc.CustomMetricWithAlarm(
-                            metric=behind,
-                            alarm_friendly_name="FirehoseBehindSource",
-                            add_alarm={
-                                "Warning": mc.CustomThreshold(
-                                    threshold=offset_ms,
-                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                                    evaluation_periods=2,
-                                    datapoints_to_alarm=2,
-                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                    alarm_description_override="Firehose reads the Kinesis stream more than the "
-                                    "schedule offset behind: records reach the lake after their interval was scored",
-                                )
-                            },
+                        alarmed(
+                            behind,
+                            "FirehoseBehindSource",
+                            "Firehose reads the Kinesis stream more than the "
+                            "schedule offset behind: records reach the lake after their interval was scored",
+                            threshold=offset_ms,
+                            comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                            periods=2,
+                            datapoints=2,
                         ),
-                        mc.CustomMetricWithAlarm(
-                            metric=get_throttled,
-                            alarm_friendly_name="FirehoseReadThrottled",
-                            add_alarm={
-                                "Warning": mc.CustomThreshold(
-                                    threshold=1,
-                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                                    evaluation_periods=2,
-                                    datapoints_to_alarm=2,
-                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                    alarm_description_override="Firehose's GetRecords on the source stream are "
-                                    "throttled (another consumer shares the read throughput)",
-                                )
-                            },
+                        alarmed(
+                            get_throttled,
+                            "FirehoseReadThrottled",
+                            "Firehose's GetRecords on the source stream are "
+                            "throttled (another consumer shares the read throughput)",
+                            threshold=1,
+                            comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                            periods=2,
+                            datapoints=2,
                         ),
                     ],
                 )
@@ -480,19 +496,13 @@ class Monitoring(Construct):
                 mc.CustomMetricGroup(
                     title="Failure rate (%)",
                     metrics=[
-                        mc.CustomMetricWithAlarm(
-                            metric=rate,
-                            alarm_friendly_name="TransformFailureRate",
-                            add_alarm={
-                                "Warning": mc.CustomThreshold(
-                                    threshold=TRANSFORM_FAILURE_PERCENT,
-                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                                    evaluation_periods=1,
-                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                    alarm_description_override=f"More than {TRANSFORM_FAILURE_PERCENT}% of records "
-                                    "were rejected by the transform (see RecordsFailedByReason and the error prefix)",
-                                )
-                            },
+                        alarmed(
+                            rate,
+                            "TransformFailureRate",
+                            f"More than {TRANSFORM_FAILURE_PERCENT}% of records "
+                            "were rejected by the transform (see RecordsFailedByReason and the error prefix)",
+                            threshold=TRANSFORM_FAILURE_PERCENT,
+                            comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                         )
                     ],
                 ),
@@ -502,8 +512,8 @@ class Monitoring(Construct):
     def _security_refusals(self, source: str, iot_rule: WatchedIotRule | None) -> None:
         """First-occurrence alarms on the transform's refusals that mean an attack or a broken producer clock."""
         refused = [
-            mc.CustomMetricWithAlarm(
-                metric=cw.Metric(
+            first_occurrence(
+                cw.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="RecordsFailedByReason",
                     # exactly the dimensions the transform's single metric carries (Powertools adds the service)
@@ -512,16 +522,8 @@ class Monitoring(Construct):
                     period=PERIOD,
                     label=f"refused: {reason}",
                 ),
-                alarm_friendly_name=f"Refused{reason.title().replace('_', '')}",
-                add_alarm={
-                    "Warning": mc.CustomThreshold(
-                        threshold=1,
-                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                        evaluation_periods=1,
-                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                        alarm_description_override=description,
-                    )
-                },
+                f"Refused{reason.title().replace('_', '')}",
+                description,
             )
             for reason, description, iot_only in SECURITY_REFUSALS
             if iot_rule is not None or not iot_only
@@ -554,19 +556,14 @@ class Monitoring(Construct):
             label="error action invoked",
         )
         metrics.append(
-            mc.CustomMetricWithAlarm(
-                metric=errors,
-                alarm_friendly_name="IotRuleErrorAction",
-                add_alarm={
-                    "Critical": mc.CustomThreshold(
-                        threshold=1,
-                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                        evaluation_periods=1,
-                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                        alarm_description_override="The IoT topic rule could not put messages into Firehose; "
-                        "its error action logged them (payload included) in the rule-errors log group",
-                    )
-                },
+            alarmed(
+                errors,
+                "IotRuleErrorAction",
+                "The IoT topic rule could not put messages into Firehose; "
+                "its error action logged them (payload included) in the rule-errors log group",
+                threshold=1,
+                comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                severity="Critical",
             )
         )
         for name, label in (("TopicMatch", "messages matched"), ("ParseError", "SQL parse errors")):
@@ -646,19 +643,7 @@ class Monitoring(Construct):
         # One bad thing fails only itself (detector/runner.py): each containment is counted and alarmed at the
         # first occurrence, so what was contained is looked at.
         contained = [
-            mc.CustomMetricWithAlarm(
-                metric=self._powertools("detector", name, label),
-                alarm_friendly_name=f"Detector{name}",
-                add_alarm={
-                    "Warning": mc.CustomThreshold(
-                        threshold=1,
-                        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                        evaluation_periods=1,
-                        treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                        alarm_description_override=description,
-                    )
-                },
-            )
+            first_occurrence(self._powertools("detector", name, label), f"Detector{name}", description)
             for name, label, description in DETECTOR_CONTAINED
         ]
         self.facade.add_medium_header("Detector")
@@ -709,19 +694,11 @@ class Monitoring(Construct):
                     title="Alert notifications",
                     metrics=[
                         published.with_(label="alerts published"),
-                        mc.CustomMetricWithAlarm(
-                            metric=failed.with_(label="deliveries failed"),
-                            alarm_friendly_name="AlertDeliveryFailed",
-                            add_alarm={
-                                "Warning": mc.CustomThreshold(
-                                    threshold=1,
-                                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                                    evaluation_periods=1,
-                                    treat_missing_data_override=cw.TreatMissingData.NOT_BREACHING,
-                                    alarm_description_override="SNS could not deliver alerts to a subscriber "
-                                    "(e-mail, SMS or the automation Lambda, whose failures go to its DLQ)",
-                                )
-                            },
+                        first_occurrence(
+                            failed.with_(label="deliveries failed"),
+                            "AlertDeliveryFailed",
+                            "SNS could not deliver alerts to a subscriber "
+                            "(e-mail, SMS or the automation Lambda, whose failures go to its DLQ)",
                         ),
                     ],
                 )
