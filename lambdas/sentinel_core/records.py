@@ -29,6 +29,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from math import isfinite
 from typing import Any
 
@@ -100,9 +101,7 @@ class Record:
 
 
 _KEYS_CACHE: dict[int, tuple[PipelineSpec, str]] = {}
-_STRING_CACHE: dict[str, str] = {}
-_TS_TEXT_CACHE: dict[datetime, str] = {}
-_CACHE_LIMIT = 65_536  # entries per cache; a cache that fills up is cleared (bounded memory, any input)
+_CACHE_LIMIT = 65_536  # entries per formatting cache (least recently used go first: bounded memory, any input)
 
 
 def _line_template(spec: PipelineSpec) -> str:
@@ -125,23 +124,15 @@ def _line_template(spec: PipelineSpec) -> str:
     return template
 
 
+@lru_cache(maxsize=_CACHE_LIMIT)
 def _json_string(value: str) -> str:
-    hit = _STRING_CACHE.get(value)
-    if hit is None:
-        if len(_STRING_CACHE) >= _CACHE_LIMIT:
-            _STRING_CACHE.clear()
-        hit = _STRING_CACHE[value] = json.dumps(value)
-    return hit
+    return json.dumps(value)
 
 
+@lru_cache(maxsize=_CACHE_LIMIT)
 def format_timestamp(ts: datetime) -> str:
     """``yyyy-MM-dd HH:mm:ss`` of a UTC datetime (cached: records of one batch share a few hundred seconds)."""
-    hit = _TS_TEXT_CACHE.get(ts)
-    if hit is None:
-        if len(_TS_TEXT_CACHE) >= _CACHE_LIMIT:
-            _TS_TEXT_CACHE.clear()
-        hit = _TS_TEXT_CACHE[ts] = ts.strftime(OUTPUT_TIMESTAMP_FORMAT)
-    return hit
+    return ts.strftime(OUTPUT_TIMESTAMP_FORMAT)
 
 
 # ------------------------------------------------------------------------------------------------------------------
