@@ -1,0 +1,162 @@
+"""Detector calibration (issue 15): the signed "usual" histogram, the outage (zero count) test, and properties every
+score keeps: causal, scale invariant, quiet on a clean weekly cycle."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sentinel_core.detector import Detector, DetectorConfig
+from sentinel_core.model import SeriesKey
+
+BERLIN = ZoneInfo("Europe/Berlin")
+T0 = datetime(2026, 3, 2, tzinfo=BERLIN).astimezone(UTC)  # a Monday
+VIEWS = SeriesKey("views", (("platform", "web"),))
+TEMP = SeriesKey("temperature", (("room", "a"),))
+
+
+def _poisson(rnd: random.Random, mean: float) -> int:
+    if mean > 50:
+        return max(0, round(rnd.gauss(mean, math.sqrt(mean))))
+    k, p, t = 0, 1.0, math.exp(-mean)
+    while True:
+        p *= rnd.random()
+        if p <= t:
+            return k
+        k += 1
+
+
+def _shop_mean(ts: datetime) -> float:
+    loc = ts.astimezone(BERLIN)
+    day = 0.15 + 0.85 * max(0.0, math.sin((loc.hour - 6) / 18 * math.pi)) if loc.hour >= 6 else 0.15
+    return 300.0 * day * (0.6 if loc.weekday() >= 5 else 1.0)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_promotions_up_do_not_make_a_drop_usual(signed: bool) -> None:
+    """A sensor with repeated 12-hour excursions UP (a sign-blind histogram counts each hour as a usual surprise of
+    that size): a drop of the same size afterwards is still news when the histogram is signed."""
+    det = Detector(3600, DetectorConfig(hist_signed=signed))
+    rnd = random.Random(11)
+    up = {h for start in (24 * 9, 24 * 12, 24 * 15, 24 * 18) for h in range(start + 6, start + 18)}
+    drop_at = 24 * 21 + 3
+    drop = 0.0
+    for i in range(drop_at + 1):
+        v = 20.0 + rnd.gauss(0, 0.5) + (6.0 if i in up else 0.0) - (6.0 if i == drop_at else 0.0)
+        (p,) = det.score(T0 + timedelta(hours=i), {TEMP: v})
+        if i == drop_at:
+            drop = p.score
+    assert (drop >= 70) == signed, drop
+
+
+def _outages(det: Detector, days: int, outages: list[int], rnd: random.Random) -> list[float]:
+    out: list[float] = []
+    gone = {h for start in outages for h in range(start, start + 5)}
+    for i in range(24 * days):
+        ts = T0 + timedelta(hours=i)
+        values = {} if i in gone else {VIEWS: float(_poisson(rnd, _shop_mean(ts)))}
+        res = det.score_interval(ts, values, zero_fill={"views"})
+        out.append(max((p.score for p in res.points), default=-1.0))
+    return out
+
+
+@pytest.mark.parametrize("zero_test", [True, False])
+def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_test: bool) -> None:
+    """Five-hour outages every few days (the anomaly-dense business data of issue 15): after the first few the
+    sign-aware histogram calls zeros of that size usual, the zero-count test (exact under the learned
+    dispersion) still finds each one within two intervals; normal hours stay quiet."""
+    det = Detector(3600, DetectorConfig(zero_test=zero_test), timezone="Europe/Berlin")
+    starts = [24 * d + 11 for d in (15, 17, 19, 22, 24, 26, 29)]
+    scores = _outages(det, 31, starts, random.Random(3))
+    found = [max(scores[s : s + 2]) >= 70 for s in starts]
+    if zero_test:
+        assert all(found), [scores[s : s + 2] for s in starts]
+    else:
+        assert not all(found)
+    quiet = [v for i, v in enumerate(scores[24 * 8 :], 24 * 8) if not any(s <= i < s + 5 + 3 for s in starts)]
+    assert max(quiet) < 70
+
+
+@given(seed=st.integers(0, 10_000), hour=st.integers(9, 20), day=st.integers(15, 20))
+@settings(max_examples=15, deadline=None)
+def test_a_day_outage_to_zero_scores_above_threshold_within_two_intervals(seed: int, hour: int, day: int) -> None:
+    det = Detector(3600, timezone="Europe/Berlin")
+    at = 24 * day + hour
+    scores = _outages(det, day + 1, [at], random.Random(seed))
+    assert max(scores[at : at + 2]) >= 70, scores[at : at + 5]
+
+
+def test_the_zero_test_needs_an_expected_count_zero_where_little_is_expected_stays_quiet() -> None:
+    """A sparse count (about 0.5 an hour): zeros are its normal state, never an outage. (From the third day: the
+    robust start of a series that is mostly 0 has a scale of ~0, its first days may alert on a 1.)"""
+    det = Detector(3600)
+    rnd = random.Random(8)
+    scores: list[float] = []
+    for i in range(24 * 20):
+        v = _poisson(rnd, 0.5)
+        res = det.score_interval(T0 + timedelta(hours=i), {VIEWS: float(v)} if v else {}, zero_fill={"views"})
+        scores.extend(p.score for p in res.points)
+    assert max(scores[72:]) < 70
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    cut=st.integers(30, 250),
+    tail=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=30),
+)
+@settings(max_examples=25, deadline=None)
+def test_a_score_never_depends_on_later_data(seed: int, cut: int, tail: list[float]) -> None:
+    rnd = random.Random(seed)
+    values = [50 + 10 * math.sin(i / 12) + rnd.gauss(0, 2) for i in range(260)]
+    a, b = Detector(300), Detector(300)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    sa = [a.score(t0 + timedelta(minutes=5 * i), {TEMP: v})[0].score for i, v in enumerate(values)]
+    changed = values[:cut] + tail + values[cut + len(tail) :]
+    sb = [b.score(t0 + timedelta(minutes=5 * i), {TEMP: v})[0].score for i, v in enumerate(changed)]
+    assert sa[:cut] == sb[:cut]
+
+
+@given(seed=st.integers(0, 10_000), factor=st.sampled_from([1e-3, 0.1, 7.0, 1e3]))
+@settings(max_examples=20, deadline=None)
+def test_scores_do_not_depend_on_the_unit(seed: int, factor: float) -> None:
+    """Measured in mg or in kg, the same series (AVG: no count view) gets the same severities."""
+    rnd = random.Random(seed)
+    values = [100 + 20 * math.sin(i / 24 * 2 * math.pi) + rnd.gauss(0, 3) for i in range(24 * 10)]
+    values[24 * 8] += 40  # a spike
+    a, b = Detector(3600), Detector(3600)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    for i, v in enumerate(values):
+        ts = t0 + timedelta(hours=i)
+        (pa,) = a.score(ts, {TEMP: v})
+        (pb,) = b.score(ts, {TEMP: v * factor})
+        assert abs(pa.score - pb.score) <= 0.5, (i, pa.score, pb.score)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 15, not fixed yet): at PT5M the hourly weekly profile converges slowly; the third "
+    "Saturday is still predicted between a weekday and a weekend (severity 100 at 11:00)",
+)
+def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
+    """Office CO2 at PT5M in local time, occupied on weekdays only: after two weeks of history, a third week and
+    its weekend (Friday -> Monday, DST change included) raise no alert."""
+    rnd = random.Random(21)
+    det = Detector(300, timezone="Europe/Berlin")
+    t0 = datetime(2026, 3, 9, tzinfo=BERLIN).astimezone(UTC)  # DST starts 2026-03-29, in the fourth week
+    key = SeriesKey("CO2", (("room", "b"),))
+    late = []
+    for i in range(288 * 22):
+        ts = t0 + timedelta(minutes=5 * i)
+        loc = ts.astimezone(BERLIN)
+        busy = loc.weekday() < 5 and 8 <= loc.hour < 18
+        v = 450.0 + (300.0 if busy else 0.0) + 10 * math.sin(loc.hour / 24 * 2 * math.pi) + rnd.gauss(0, 5)
+        (p,) = det.score(ts, {key: v})
+        if i >= 288 * 15:
+            late.append(p)
+    worst = max(late, key=lambda p: p.score)
+    assert worst.score < 70, worst
