@@ -123,7 +123,11 @@ class DetectorConfig:
     # files need the series-wide tail; with a 0.5-event gate still 74.5); (2) counting a run of surprising points
     # once in the histogram (episodes): autocorrelated noise then never becomes usual, 153 false alert events on
     # generated, nab-aws 45.3; (3) a slope per weekly bucket (ramps within the hour) with backfitting of the daily
-    # profile on the weekly residual: generated +0.6 only, the NAB files are too short for a weekly profile.
+    # profile on the weekly residual and a daily renormalisation of the profiles (their means into the level):
+    # generated 66.2-68.3 against 67.7, the NAB files are too short for a weekly profile. On a noise-free PT5M
+    # office signal the seasonal model still errs ~20-25 rms after three weeks (the level, learning every point,
+    # swings within the week and the hourly weekly buckets converge slowly): the open cause of the missed PT5M
+    # spikes, shifts and drifts.
     hist_signed: bool = True
     surprise_cap: float = 30.0  # cap of the (log) surprise when calibrating
     alert_score: float = 70.0  # a point at or above this starts the cool-down
@@ -167,6 +171,17 @@ class DetectorConfig:
     # unchanged, so it helps one family only, accepted like count_test because it cannot touch the others).
     zero_test: bool = True
     count_scale_floor: float = 1.0
+    # Drift test: a moving average (EWMA over drift_window intervals) of the signed z, clipped at drift_clip,
+    # against its own calibrated mean and variance (two-sided Gaussian tail); the three tests (point, surprise
+    # average, drift) combine by the smallest p-value, Bonferroni-corrected. Measured (benchmarks/detector.py,
+    # standard / low FP / low FN): nab-aws 63.8 / 50.4 / 70.3 -> 67.0 / 53.5 / 73.5, nab-artificial 91.8 -> 91.9,
+    # generated 67.7 -> 67.7 (false alert events 57 -> 46, drift recall unchanged at 0.17: on the PT5M sensors the
+    # seasonal model's own error is ~2-3x the noise, a 10-sigma-of-noise drift is ~2 sd of this average). The
+    # Bonferroni factor 3 alone (the drift statistic held at 0) gives nab-aws 63.8: the gain is the test's.
+    # Rejected: winsorising the drift calibration at 3 sd (generated 66.0 with 66 false events, nab-aws 63.8).
+    drift_test: bool = True
+    drift_window: int = 36
+    drift_clip: float = 4.0
     # Tried and rejected (benchmarks/detector.py): an AR(1) correction of the prediction by the last residual
     # (nab-artificial -0.7, nab-aws -3.3, generated +2.1 with 91 false alert events instead of 41).
 
@@ -253,7 +268,7 @@ def _median(values: array[float]) -> float:
 # than a profile or a scale needs, and half the bytes of float64).
 _HEAD = struct.Struct("<BBHHHHHHH")  # format, flags, daily, weekly, phases, hist, recent, warm, held
 _INTS = struct.Struct("<qqIiI")  # last, last_real, n, run, cool
-_FLOATS = struct.Struct("<16d")
+_FLOATS = struct.Struct("<19d")
 _FLAG_DAILY, _FLAG_WEEKLY, _FLAG_PHASE = 1, 2, 4
 
 
@@ -265,6 +280,9 @@ class _Series:
         "cool_surprise",
         "count_mad",
         "daily",
+        "drift",
+        "drift_mean",
+        "drift_var",
         "err_daily",
         "err_flat",
         "err_week_ref",
@@ -320,6 +338,9 @@ class _Series:
         self.cool_surprise = 0.0  # surprise of the point that started it
         self.presence = 1.0  # smoothed share of intervals with a value (silence is judged on regular series)
         self.count_mad = 0.0  # mean absolute residual on the square-root scale (counts: DetectorConfig.count_test)
+        self.drift = 0.0  # moving average of the signed, clipped z (DetectorConfig.drift_window) ...
+        self.drift_mean = 0.0  # ... and its calibration (mean / variance)
+        self.drift_var = 0.0
         self.held = array("d")  # anomalous points for feedback, _HELD_FIELDS per point
 
     # -- binary record ------------------------------------------------------------------------------------------
@@ -359,6 +380,9 @@ class _Series:
                 self.presence,
                 self.cool_surprise,
                 self.count_mad,
+                self.drift,
+                self.drift_mean,
+                self.drift_var,
             ),
         ]
         for arr in (daily, weekly, phase, self.hist, self.recent, warm, self.held):
@@ -396,6 +420,9 @@ class _Series:
             s.presence,
             s.cool_surprise,
             s.count_mad,
+            s.drift,
+            s.drift_mean,
+            s.drift_var,
         ) = _FLOATS.unpack_from(data, off)
         off += _FLOATS.size
 
@@ -473,6 +500,8 @@ class Detector:
         # ... and the weekly profile's merit over about a week (weekdays alone would not show it).
         self._err_week_alpha = min(cfg.scale_alpha, cfg.err_days_alpha / self._week_points)
         self._presence_alpha = 0.05  # ~20 intervals of memory: "regular" means recently regular
+        self._drift_lambda = 1.0 / max(1, cfg.drift_window)
+        self._bonferroni = math.log10(3.0 if cfg.drift_test else 2.0)
 
     # -- time ---------------------------------------------------------------------------------------------------
     def _index(self, ts: datetime) -> int:
@@ -759,7 +788,15 @@ class Detector:
         if count and cfg.zero_test and x <= 0.0 < pred and math.isfinite(pred):
             t_point = max(t_point, self._zero_tail(s, pred))  # exact under the learned dispersion: not capped
         t_avg = _tail((avg - s.recent_sd_mean) / sd_b) if len(window) + 1 >= k else 0.0
-        logp = max(t_point, t_avg) - _LOG10_2  # two tests: Bonferroni
+        t_drift = 0.0
+        if cfg.drift_test:
+            lam = self._drift_lambda
+            e = (1.0 - lam) * s.drift + lam * max(-cfg.drift_clip, min(cfg.drift_clip, z if math.isfinite(z) else 0.0))
+            s.drift = e
+            t_drift = _tail(abs(e - s.drift_mean) / (math.sqrt(s.drift_var) + 1e-6)) - _LOG10_2  # two-sided
+            logp = max(t_point, t_avg, t_drift) - self._bonferroni
+        else:
+            logp = max(t_point, t_avg) - _LOG10_2  # two tests: Bonferroni
         raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
         raw = min(100.0, max(0.0, raw))
         sev = raw
@@ -804,6 +841,8 @@ class Detector:
             s.recent.append(ac)
         del s.recent[: -cfg.short_window]
         s.err_flat = s.err_daily = s.err_weekly = s.err_week_ref = s.mad
+        lam = self._drift_lambda
+        s.drift, s.drift_mean, s.drift_var = 0.0, 0.0, 4.0 * lam / (2.0 - lam)  # iid z: lam / (2 - lam); x4: AR
         roots = array("f", (_anscombe(v) for v in warm))
         mc = _median(roots)
         s.count_mad = _median(array("f", (abs(v - mc) for v in roots))) * _MEDIAN_AD_TO_MAD
@@ -826,6 +865,10 @@ class Detector:
         d = avg - s.recent_sd_mean
         s.recent_sd_mean += w * d
         s.recent_sd_var = (1 - w) * (s.recent_sd_var + w * d * d)
+        if with_hist:
+            d = s.drift - s.drift_mean
+            s.drift_mean += w * d
+            s.drift_var = (1 - w) * (s.drift_var + w * d * d)
 
     def _learn(
         self,
@@ -867,6 +910,7 @@ class Detector:
             s.run, s.run_flat_sum, s.run_season_sum = 0, 0.0, 0.0
             self._drop_held(s, keep_confirmed=True)  # the run is now normal: no feedback needed on it
             del s.recent[:]
+            s.drift = s.drift_mean
             return
         self._track_errors(s, phase, x)
         if excluded and cfg.held_points:

@@ -160,3 +160,24 @@ def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
             late.append(p)
     worst = max(late, key=lambda p: p.score)
     assert worst.score < 70, worst
+
+
+@pytest.mark.parametrize("drift_test", [True, False])
+def test_a_small_lasting_change_is_found_by_the_drift_test(drift_test: bool) -> None:
+    """A lasting +2.5 sigma change: single points are barely surprising, their moving average is (a change of
+    distribution). Over ten series: found within four hours on most with the drift test, on few without; the
+    quiet history before it stays below the threshold either way."""
+    found = 0
+    for seed in range(10):
+        det = Detector(300, DetectorConfig(drift_test=drift_test))
+        rnd = random.Random(seed)
+        t0 = datetime(2026, 1, 5, tzinfo=UTC)
+        before: list[float] = []
+        after: list[float] = []
+        for i in range(1200):
+            v = 20 + rnd.gauss(0, 1) + (2.5 if i >= 1100 else 0.0)
+            (p,) = det.score(t0 + timedelta(minutes=5 * i), {TEMP: v})
+            (after if i >= 1100 else before).append(p.score)
+        assert max(before[200:]) < 70, seed
+        found += max(after[:48]) >= 70
+    assert found >= 8 if drift_test else found <= 3, found
