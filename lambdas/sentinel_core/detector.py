@@ -15,8 +15,11 @@ predicts live behaviour), then learns from it. Per series the model keeps:
   in the afternoon and quiet at night is judged against the noise of that hour (the geometric mean of both);
 * **calibration** of its own surprise ``log(1 + |z|)``: its running mean / variance, the same for its short moving
   average (a change of distribution: a level shift, a flat-lined or suddenly noisy signal), and a slowly decayed
-  histogram of it (how often a surprise of that size happens on this series). The severity is the tail
-  probability turned into 0-100 on a log scale, so one threshold means the same on a quiet and on a noisy series;
+  histogram of it, signed (how often a surprise of that size IN THAT DIRECTION happens on this series: a promotion
+  does not make an outage usual); a **drift test**: the moving average of the signed z against its own calibrated
+  spread (a lasting change too small for any single point). The three tests combine by their smallest tail
+  probability, Bonferroni-corrected; the severity is that probability turned into 0-100 on a log scale, so one
+  threshold means the same on a quiet and on a noisy series;
 * **level-shift handling**: ``shift_intervals`` consecutive deviations on the same side become the new level;
 * an **alert cool-down**: after a point reaches ``alert_score`` the following severities are lowered for
   ``cooldown_intervals`` (only the first detection of an anomaly matters; a bigger one still gets through);
@@ -24,9 +27,11 @@ predicts live behaviour), then learns from it. Per series the model keeps:
 
 Missing data is data: ``score_interval(..., zero_fill=measures)`` scores an absent interval of a recently seen
 SUM / count series as 0 (an outage) and judges those counts also on the square-root scale (a 0 at night where 20
-are expected is as extreme for a count as a 0 at noon), and reports a series of any other measure that reported
-regularly and then stayed silent for ``silent_intervals`` intervals (``IntervalScores.silent``). Non-finite values raise
-``NonFiniteValueError`` before anything is learned, naming the series (the caller counts them as bad records).
+are expected is as extreme for a count as a 0 at noon) and a 0 by its negative-binomial probability under the
+series' own dispersion (not capped by the histogram: the fifth outage is as much news as the first), and reports
+a series of any other measure that reported regularly and then stayed silent for ``silent_intervals`` intervals
+(``IntervalScores.silent``). Non-finite values raise ``NonFiniteValueError`` before anything is learned, naming the
+series (the caller counts them as bad records).
 
 Standard library only, deterministic (no randomness, insertion order independent). Per series the state is a
 compact binary record (``Detector.series_bytes`` / ``load_series``, versioned, < 4 KiB); ``to_state`` /
