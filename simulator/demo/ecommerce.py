@@ -4,7 +4,9 @@
 2. stream ``--hours`` of live page views (one event per view, ``--locations`` page type x platform x marketplace
    combinations) through ``simulator.streaming``'s PutRecords sender into the stack's Kinesis stream, Firehose's
    transform, the interval folders and the scheduled detector, interval by interval in simulated time, with
-   ``--anomalies`` checkout outages (checkout views drop by 90 % for 40 minutes on every platform);
+   ``--anomalies`` checkout outages (checkout views drop to nothing for 40 minutes on every platform: no event at
+   all, so the interval folders hold no record of those series and the detector scores them as 0, zero-filling
+   the SUM measure, issue 15);
 3. read back the alerts and S3 and write the report (``simulator.demo.streamed``), as the air-quality demo does.
 """
 
@@ -34,6 +36,9 @@ SOURCE = "page views put to Kinesis"
 TRAFFIC_SCALE = 0.5
 OUTAGE_MINUTES = 40  # four 10-minute intervals: long enough to be a story, short enough to fit a 4-hour window
 OUTAGE_AT = 0.55  # where in its share of the live window an outage starts (past the middle, after a quiet start)
+# An outage to zero: the most important anomaly of business counts, and the one that produces no record at all
+# (a 90 % drop still has records: only a drop to nothing shows that absent intervals are scored).
+OUTAGE_MAGNITUDE = -1.0
 
 
 def plan_outages(
@@ -50,7 +55,9 @@ def plan_outages(
         )
     labels: list[datagen.Label] = []
     for i in range(count):
-        labels += broken_checkout(spec, entities, start + share * (i + OUTAGE_AT), OUTAGE_MINUTES)
+        labels += broken_checkout(
+            spec, entities, start + share * (i + OUTAGE_AT), OUTAGE_MINUTES, magnitude=OUTAGE_MAGNITUDE
+        )
     return sorted(labels)
 
 
@@ -136,7 +143,8 @@ def run(
         subtitle=(
             f"{spec.description}. {len(ents)} page type x platform x marketplace combinations, {options.days:g} days "
             f"of history, then {len(intervals)} live intervals ({fmt(live0)} → {fmt(live1)} UTC, simulated time) of "
-            f"page views put to Kinesis and played through the synthesized stack on moto. Broken checkout: {checkout}."
+            f"page views put to Kinesis and played through the synthesized stack on moto. Broken checkout (views drop "
+            f"to nothing): {checkout}."
         ),
         parameters=[
             ("preset", spec.preset),

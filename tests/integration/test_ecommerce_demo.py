@@ -31,6 +31,12 @@ def test_the_broken_checkout_is_detected_and_nothing_lost(result: DemoResult) ->
     assert c.s3_data_lines == c.published == c.firehose_in  # counted from S3, and the ledger agrees
     assert [d.series for d in result.detections] == [lb.series.label for lb in result.labels]
     assert (result.found, len(result.detections)) == (1, 1)  # the web checkout of the one market
+    (det,) = result.detections
+    # an outage to zero: no record reached S3 for it, the detector zero-filled the views and alerted within two
+    # intervals (PT10M) of its start
+    assert det.magnitude == -1.0
+    assert det.minutes_to_detect is not None and det.minutes_to_detect <= 2 * 10 + 5, det
+    assert det.severity is not None and det.severity >= result.spec.severity_threshold
     assert result.false_alerts == 0
     assert any("checkout" in a.sms and a.sms.startswith("Sentinel ALERT") for a in result.alerts)
     assert result.state_matches, "the recomputed bands must come from the same model the Lambda saved"
