@@ -36,8 +36,10 @@ from sentinel_core.model import SeriesKey
 from sentinel_core.records import OUTPUT_TIMESTAMP_FORMAT, parse_timestamp
 from sentinel_core.spec import PipelineSpec, SpecError
 
-AnomalyKind = Literal["spike", "shift", "drift"]
-ANOMALY_KINDS: tuple[AnomalyKind, ...] = ("spike", "shift", "drift")
+AnomalyKind = Literal["spike", "shift", "drift", "silent"]
+ANOMALY_KINDS: tuple[AnomalyKind, ...] = ("spike", "shift", "drift")  # injected into values
+# ... and "silent": a device that stops reporting (no value to change; the demo drops its records)
+LABEL_KINDS: tuple[AnomalyKind, ...] = (*ANOMALY_KINDS, "silent")
 LABEL_COLUMNS = ("series_id", "start", "end", "kind", "magnitude")
 
 # One generated row: (interval start, its text, entity index, measure values in spec order).
@@ -281,7 +283,7 @@ def read_labels(path: Path) -> list[Label]:
         for row in reader:
             try:
                 kind = row["kind"]
-                if kind not in ANOMALY_KINDS:
+                if kind not in LABEL_KINDS:
                     raise ValueError(f"unknown kind {kind!r}")
                 SeriesKey.parse(row["series_id"])
                 out.append(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sentinel_core import layout
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds
+from sentinel_core.model import SeriesKey
 from sentinel_core.records import OUTPUT_TIMESTAMP_FORMAT, validate
 from sentinel_core.spec import PipelineSpec
 
@@ -29,6 +30,10 @@ from simulator.demo.result import PRESET_DEFAULTS, DemoError, DemoOptions, DemoR
 from simulator.demo.streamed import Stream, fmt
 
 KIND_CYCLE: tuple[datagen.AnomalyKind, ...] = ("spike", "shift", "drift")
+# A silent sensor (issue 15): one location stops reporting for the last SILENT_INTERVALS live intervals; the
+# detector reports its series after DetectorConfig.silent_intervals (3) of them, a "series went silent" alert. Six
+# intervals (30 min at PT5M) leave room for the three and for the alert to arrive before the window ends.
+SILENT_INTERVALS = 6
 SOURCE = "device messages published (MQTT)"
 
 
@@ -64,6 +69,22 @@ def plan_live_anomalies(
             spec, s0, s1, list(entities), f"{seed}:live:{i}", 1, kinds=(KIND_CYCLE[i % len(KIND_CYCLE)],)
         )
     return sorted(labels)
+
+
+def plan_silent_sensor(
+    spec: PipelineSpec, start: datetime, end: datetime, entities: Sequence[tuple[str, ...]]
+) -> list[datagen.Label]:
+    """The last location goes silent for the last ``SILENT_INTERVALS`` live intervals (the injected anomalies are
+    planned before them): one label per measure, from the first missing interval to the one where the detector can
+    tell (``silent_intervals`` = 3). None when the live window is shorter than four times that."""
+    step = interval_seconds(spec.interval)
+    if (end - start).total_seconds() // step < 4 * SILENT_INTERVALS or not entities:
+        return []
+    first = end - timedelta(seconds=SILENT_INTERVALS * step)
+    last = first + timedelta(seconds=2 * step)
+    return [
+        datagen.Label(first, last, SeriesKey.of(m.name, spec, entities[-1]).id, "silent", -1.0) for m in spec.measures
+    ]
 
 
 def malformed_payloads(
@@ -153,11 +174,21 @@ def run(
 
     # -- live plan ----------------------------------------------------------------------------------------------
     anomalies = options.anomalies if options.anomalies is not None else PRESET_DEFAULTS[spec.preset].anomalies or 0
-    labels = plan_live_anomalies(spec, live0, live1, ents, options.seed, anomalies)
-    datagen.write_labels(data_dir / datagen.LABELS_FILE, labels)
+    silent = plan_silent_sensor(spec, live0, live1, ents) if anomalies else []
+    labels = plan_live_anomalies(spec, live0, silent[0].start if silent else live1, ents, options.seed, anomalies)
     records = list(
         datagen.generate_records(spec, live0, live1, ents, options.seed, labels, trend_origin=hist0, missing=True)
     )
+    if silent:  # the silent location sends nothing from the first silent interval on
+        gone = tuple(v for _, v in silent[0].series.dimensions)
+        since = silent[0].start.strftime(OUTPUT_TIMESTAMP_FORMAT)  # sortable: compared as text
+        records = [
+            r
+            for r in records
+            if not (tuple(str(r[d]) for d in spec.dimensions) == gone and str(r[spec.timestamp_column]) >= since)
+        ]
+    labels = sorted(labels + silent)
+    datagen.write_labels(data_dir / datagen.LABELS_FILE, labels)
     malformed = malformed_payloads(spec, live0, live1, ents[0], step) if options.malformed else []
     ent_index = {e: i for i, e in enumerate(ents)}
     # Each device reports its interval average a few seconds after the interval closes (spread by location).

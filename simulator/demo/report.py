@@ -34,7 +34,7 @@ def _nums(ts: Sequence[datetime]) -> list[float]:
     return [_num(t) for t in ts]
 
 
-KIND_COLOURS = {"spike": "#7b3294", "shift": "#008837", "drift": "#e66101"}
+KIND_COLOURS = {"spike": "#7b3294", "shift": "#008837", "drift": "#e66101", "silent": "#404040"}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # The live day: a Thursday, so that the default 7 days of history hold a weekend and the day before the live one is a
 # working day (a 3-day history then still covers Monday to Wednesday). Fixed, so a seed always gives the same run.
 DEFAULT_START = datetime(2026, 3, 19, tzinfo=UTC)
+# air-quality's live window starts on a Sunday evening and crosses into Monday (see PRESET_DEFAULTS)
+AIR_QUALITY_START = datetime(2026, 3, 22, 21, 0, tzinfo=UTC)
 DEMO_EMAIL = "oncall@example.com"
 DEMO_PHONE = "+15555550123"
 CONSOLE_URL = f"http://localhost:{CONSOLE_PORT}/"  # `make console` serves the demo's state there
@@ -54,15 +56,18 @@ class PresetDefaults:
 
 PRESET_DEFAULTS: dict[str, PresetDefaults] = {
     "air-quality": PresetDefaults(
-        days=7.0,
+        days=14.0,
         hours=6.0,
         locations=5,
         anomalies=4,
-        start=DEFAULT_START,
+        start=AIR_QUALITY_START,
         why=(
-            "a week of history holds a weekend and warms the daily profile up on every time of day; 6 live hours "
-            "are 72 scheduled detector runs (~0.2 s each on moto), room for 4 events (spike, shift, drift, spike) "
-            "kept apart; 5 locations show multi-location groups and stay readable"
+            "two weeks of history hold two weekends, so the weekly profile is in use (the detector uses a profile "
+            "after two of its periods); the live window starts Sunday 21:00 UTC (the preset's zone) and crosses "
+            "into Monday, where a time-of-day-only model alerted every week (issue 15); 6 live hours are 72 "
+            "scheduled detector runs (~0.2 s each on moto), room for 4 events (spike, shift, drift, spike) kept "
+            "apart and a location going silent for the last 30 minutes; 5 locations show multi-location groups "
+            "and stay readable"
         ),
     ),
     "loyalty": PresetDefaults(
@@ -98,13 +103,13 @@ class DemoOptions:
     """Field defaults are air-quality's; :meth:`for_preset` resolves another preset's (see PRESET_DEFAULTS)."""
 
     preset: str = "air-quality"
-    days: float = 7.0  # history
+    days: float = 14.0  # history
     hours: float = 6.0  # live part
     locations: int = 5  # locations, stores or page combinations: the preset's entities
     seed: int = 7
     anomalies: int | None = 4  # injected anomaly events; None: the preset's generator decides
     out: Path = Path("out/demo")
-    start: datetime = DEFAULT_START  # start of the live part (UTC)
+    start: datetime = AIR_QUALITY_START  # start of the live part (UTC)
     # The error paths: air-quality sends three faulty device messages, loyalty appends one bad row of each kind the
     # per-row report knows; ecommerce's page views come from a web tier that validates them (none sent).
     malformed: bool = True

@@ -38,6 +38,18 @@ def test_every_injected_spike_is_detected(result: DemoResult) -> None:
         assert d.severity is not None and d.severity >= result.spec.severity_threshold
 
 
+def test_the_silent_sensor_is_found_after_three_intervals_with_its_own_alert(result: DemoResult) -> None:
+    silent = [d for d in result.detections if d.kind == "silent"]
+    assert len(silent) == len(result.spec.measures), "one location's every measure goes silent"
+    assert len({d.series.split(" ")[-1] for d in silent}) >= 1
+    for d in silent:
+        assert d.detected_at is not None, f"{d.series} went silent at {d.start} and no alert said so"
+        # the third missing PT5M interval closes 15 min after the first one started; the detector runs just after
+        assert d.minutes_to_detect is not None and 15 <= d.minutes_to_detect <= 20, d
+    texts = [a for a in result.alerts if "went silent" in a.sms]
+    assert texts and all(a.sms.startswith("Sentinel ALERT") for a in texts)
+
+
 def test_no_record_is_lost_between_publish_and_s3(result: DemoResult) -> None:
     c = result.counts
     assert c.published == c.published_valid + c.published_malformed
@@ -85,8 +97,14 @@ def test_alert_texts_name_location_and_measure(result: DemoResult) -> None:
 
 
 def test_alerts_reach_the_devices_as_commands(result: DemoResult) -> None:
-    assert result.counts.commands >= len(result.alerts)
-    for alert in result.alerts:
+    """Every anomaly alert commands its locations' devices; a "went silent" alert commands none (a sensor that
+    sends nothing needs a person, not a ventilate)."""
+    silent = [a for a in result.alerts if "went silent" in a.sms]
+    anomalies = [a for a in result.alerts if a not in silent]
+    assert silent and anomalies
+    assert all(a.commands == [] for a in silent)
+    assert result.counts.commands >= len(anomalies)
+    for alert in anomalies:
         topics = {t for t, _ in alert.commands}
         for s in alert.series:
             location = dict(SeriesKey.parse(s["timeSeriesId"]).dimensions)["LOCATION_ID"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sentinel_core.spec import get_preset
 
 from simulator import datagen
 from simulator.demo import PRESET_DEFAULTS, DemoError, DemoOptions, ReceivedAlert, report
-from simulator.demo.air_quality import malformed_payloads, plan_live_anomalies
+from simulator.demo.air_quality import malformed_payloads, plan_live_anomalies, plan_silent_sensor
 from simulator.demo.ecommerce import plan_outages
 from simulator.demo.readback import parse_alert
 from simulator.demo.scoring import match_detections
@@ -147,11 +148,29 @@ def test_every_preset_resolves_its_own_defaults_and_keeps_given_flags() -> None:
         DemoOptions.for_preset("nope")
 
 
+def test_the_air_quality_defaults_show_a_weekly_cycle_crossing_into_monday() -> None:
+    """Issue 15: two weeks of history (the weekly profile is used after two periods) and a live window that crosses
+    Sunday -> Monday midnight in the preset's time zone, ending with a location gone silent."""
+    d = PRESET_DEFAULTS["air-quality"]
+    assert d.days >= 14
+    zone = ZoneInfo(SPEC.timezone)
+    first, last = d.start.astimezone(zone), (d.start + timedelta(hours=d.hours)).astimezone(zone)
+    assert (first.weekday(), last.weekday()) == (6, 0)
+    ents = datagen.resolve_entities(SPEC, d.locations)
+    end = d.start + timedelta(hours=d.hours)
+    silent = plan_silent_sensor(SPEC, d.start, end, ents)
+    assert {lb.kind for lb in silent} == {"silent"} and len(silent) == len(SPEC.measures)
+    assert {lb.series_id.split("=")[-1] for lb in silent} == {ents[-1][0]}
+    assert all(lb.end - lb.start == timedelta(minutes=10) and lb.end < end for lb in silent)
+    assert plan_silent_sensor(SPEC, d.start, d.start + timedelta(hours=1), ents) == []  # too short a window
+
+
 def test_checkout_outages_spread_over_the_window_or_say_they_do_not_fit() -> None:
     spec = get_preset("ecommerce")
     ents = datagen.resolve_entities(spec, 9)
     one = plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 1)
     assert len({lb.start for lb in one}) == 1 and {lb.kind for lb in one} == {"shift"}
+    assert {lb.magnitude for lb in one} == {-1.0}  # to nothing: no record at all
     two = plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 2)
     assert len({lb.start for lb in two}) == 2 and all(lb.end < T0 + timedelta(hours=4) for lb in two)
     assert plan_outages(spec, ents, T0, T0 + timedelta(hours=4), 0) == []
