@@ -11,10 +11,12 @@ drifts, counted the same way.
 Speed: 5,000 series in one PT5M interval after a warm-up, on one core (µs per series per interval); memory per
 series (tracemalloc); state bytes per series (binary record, and the JSON state gzipped).
 
-    python benchmarks/detector.py [--nab] [--json]
+    python benchmarks/detector.py [--nab] [--json] [--only generated,nab-aws,...]
 
 ``--nab`` also runs nab-dev's ``score.py`` over the 28 files through the backtest CLI (the figure the README has
-quoted so far, a few minutes). ``--json`` prints every figure as one JSON object on the last line.
+quoted so far, a few minutes). ``--json`` prints every figure as one JSON object on the last line. ``--only``: a
+comma-separated subset of ``nab-artificial``, ``nab-aws``, ``generated``, ``simulator``, ``speed`` while iterating
+(generated alone takes a few seconds, each NAB family 10-20 s); accept or reject a change on the full run.
 """
 
 from __future__ import annotations
@@ -193,13 +195,46 @@ def _kinds_table(rep: dict[str, dict[str, float]]) -> None:
         )
 
 
+SECTIONS = (*families.NAB_FAMILIES, "generated", "simulator", "speed")
+
+
+def _only(argv: list[str]) -> set[str]:
+    if "--only" not in argv:
+        return set(SECTIONS)
+    i = argv.index("--only")
+    chosen = set(argv[i + 1].split(",")) if i + 1 < len(argv) else set()
+    unknown = chosen - set(SECTIONS)
+    if not chosen or unknown:
+        raise SystemExit(f"--only takes a comma-separated subset of {','.join(SECTIONS)}; got {sorted(unknown)}")
+    return chosen
+
+
 def main() -> None:
+    only = _only(sys.argv[1:])
     out: dict[str, Any] = {"threshold": THRESHOLD}
     print("NAB normalised score per family (standard / reward low FP / reward low FN):")
     for name, cats in families.NAB_FAMILIES.items():
+        if name not in only:
+            continue
         res = families.nab_family(cats)
         out[name] = res
         print(f"  {name:15} {_profiles(res)}")
+    if "generated" in only:
+        _generated(out)
+    if "simulator" in only:
+        _simulator(out)
+    if "speed" in only:
+        _speed(out)
+    if "--nab" in sys.argv[1:]:
+        lines = nab_official()
+        out["nab_28_files"] = lines
+        for line in lines:
+            print(f"nab (28 files, backtest CLI) {line}")
+    if "--json" in sys.argv[1:]:
+        print(json.dumps(out, separators=(",", ":")))
+
+
+def _generated(out: dict[str, Any]) -> None:
     gen = families.generated()
     scored = families.score_generated(lambda step: Detector(step, timezone=families.TZ), gen)
     res = families.generated_nab(scored)
@@ -228,6 +263,9 @@ def main() -> None:
         f"intervals; spike F1 {checks['spike_f1']:.2f}, shift F1 {checks['shift_f1']:.2f}, "
         f"drift recall {checks['drift_recall']:.2f}; {rep['all']['false_events']} false alert events"
     )
+
+
+def _simulator(out: dict[str, Any]) -> None:
     sim = simulator_quality()
     out["simulator"] = sim
     print(
@@ -235,6 +273,9 @@ def main() -> None:
         f"events, {sim['all']['false_events']} false"
     )
     _kinds_table(sim)
+
+
+def _speed(out: dict[str, Any]) -> None:
     sp = speed()
     out["speed"] = sp
     print(
@@ -243,13 +284,6 @@ def main() -> None:
         f"<= {sp['record_bytes_per_series_max']} B/series, JSON state gzip-1 {sp['state_json_gzip_bytes_per_series']}"
         " B/series"
     )
-    if "--nab" in sys.argv[1:]:
-        lines = nab_official()
-        out["nab_28_files"] = lines
-        for line in lines:
-            print(f"nab (28 files, backtest CLI) {line}")
-    if "--json" in sys.argv[1:]:
-        print(json.dumps(out, separators=(",", ":")))
 
 
 if __name__ == "__main__":
