@@ -233,9 +233,7 @@ def test_outputs_name_the_dashboard_and_the_operations_topic(synth: Synth) -> No
 
 
 def test_detector_contained_failures_alarm_at_the_first_occurrence(synth: Synth) -> None:
-    from infra.monitoring import DETECTOR_CONTAINED
-
-    from infra.monitoring import SHARD_CONTAINED
+    from infra.monitoring import DETECTOR_CONTAINED, SHARD_CONTAINED
 
     if synth.engine != "builtin":
         return

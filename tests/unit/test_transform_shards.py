@@ -8,8 +8,8 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sentinel_core import layout, state_file
 from sentinel_core import environment as env
+from sentinel_core import layout, state_file
 from transform import app, logic
 
 from tests.unit.test_transform import ARRIVAL, ECOM, GATEWAY, SPEC, b64, envelope, ms, reading
