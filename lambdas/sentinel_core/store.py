@@ -180,11 +180,24 @@ def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesRecords]:
     return data, ((str(sid), base64.b64decode(rec, validate=True)) for sid, rec in series.items())
 
 
-def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] | None:
+def load_state(s3: S3Client, bucket: str, spec: PipelineSpec, shards: int = 1) -> dict[str, Any] | None:
     """The saved state as one JSON-shaped dict (series records base64-encoded under ``detector.series``, as
     ``Detector.to_state``), or None when the detector never ran. For tools and tests: the detector itself streams
-    it (:func:`recover_state`)."""
-    for key in (state_key(spec), legacy_state_key(spec)):
+    it (:func:`recover_state`). ``shards`` > 1: the sharded detector's states as one (shard 0's header, every
+    shard's series; None while any shard has none)."""
+    if shards > 1:
+        parts = [_load_one(s3, bucket, [state_key(spec, k)]) for k in range(shards)]
+        found = [p for p in parts if p is not None]
+        if len(found) < shards:
+            return None
+        for p in found[1:]:
+            found[0]["detector"]["series"].update(p["detector"]["series"])
+        return found[0]
+    return _load_one(s3, bucket, [state_key(spec), legacy_state_key(spec)])
+
+
+def _load_one(s3: S3Client, bucket: str, keys: list[str]) -> dict[str, Any] | None:
+    for key in keys:
         try:
             obj = s3.get_object(Bucket=bucket, Key=key)
         except s3.exceptions.NoSuchKey:
