@@ -29,7 +29,8 @@ def test_four_shards_give_the_single_detectors_figures(
     found = [(d.series, d.kind, d.start, d.detected_at, d.severity) for d in one.detections]
     assert any(d.detected_at is not None for d in one.detections), "the run must find something to compare"
     assert [(d.series, d.kind, d.start, d.detected_at, d.severity) for d in four.detections] == found
-    assert (four.counts.lost, four.false_alerts, len(four.alerts)) == (one.counts.lost, one.false_alerts, len(one.alerts))
+    figures = (one.counts.lost, one.false_alerts, len(one.alerts))
+    assert (four.counts.lost, four.false_alerts, len(four.alerts)) == figures
     assert [a.sms for a in four.alerts] == [a.sms for a in one.alerts]
     assert four.counts.intervals_scored == one.counts.intervals_scored > 0
     assert four.state_matches  # the recomputed bands match the shards' saved models, put together
