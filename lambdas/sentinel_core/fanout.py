@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sentinel_core import store
+from sentinel_core import groups, store
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import PointScore, SeriesKey, SilentSeries
 
@@ -78,9 +78,22 @@ def shard_interval(
     max_scores: int = MAX_SCORES,
 ) -> ShardInterval:
     """The hand-off of one scored interval: every score while there are at most ``max_scores``, else the
-    anomalous ones only (the only ones grouping reads)."""
+    anomalous ones only (the only ones grouping reads), and of those per measure only the last
+    ``groups.MAX_GROUP_POINTS`` in series-id order: a group keeps its newest points in (interval, series id)
+    order, at most that many, so the union of every shard's last ones holds every point any group keeps. The
+    merge's work is then bounded by shards x measures x MAX_GROUP_POINTS, whatever the share of anomalous series."""
     keep_all = len(scores) <= max_scores
-    points = list(scores) if keep_all else [p for p in scores if is_anomalous(p, threshold)]
+    if keep_all:
+        points = list(scores)
+    else:
+        by_measure: dict[str, list[PointScore]] = {}
+        for p in scores:
+            if is_anomalous(p, threshold):
+                by_measure.setdefault(p.series.measure, []).append(p)
+        points = []
+        for measure in sorted(by_measure):
+            mine = sorted(by_measure[measure], key=lambda p: p.series.id)
+            points += mine[-groups.MAX_GROUP_POINTS :]
     return ShardInterval(
         to_utc(start),
         {k: int(counts.get(k, 0)) for k in COUNT_FIELDS},

@@ -170,3 +170,25 @@ def test_a_shard_above_the_run_record_size_hands_over_its_anomalies_only() -> No
     assert not large.all_scores and [p.series for p in large.points] == [key]
     merged = fanout.combine([fanout.ShardResult(0, T0, [small]), fanout.ShardResult(1, T0, [large])])
     assert not merged[T0].all_scores  # the run record says its scores are the anomalous ones only
+
+
+def test_a_large_shard_hands_over_the_points_groups_keep() -> None:
+    """Above MAX_SCORES series a shard hands over, per measure, the last MAX_GROUP_POINTS anomalous points by
+    series id: 3 shards of 3,000 anomalous series each group exactly like the 9,000 at once (a group keeps only
+    the newest MAX_GROUP_POINTS), while the merge reads at most 3 x MAX_GROUP_POINTS points."""
+    every = [
+        PointScore(_series(m, f"S{i:05d}"), T0, float(i), 0.0, -1.0, 1.0, 60.0 + (i * 7919) % 40)
+        for i in range(9000)
+        for m in ("views", "carts")
+    ]
+    expected = groups.build_groups({T0: sorted(every, key=lambda p: p.series.id)}, "det", STEP)
+    results = []
+    for k in range(3):
+        mine = [p for p in every if int(p.series.dimensions[0][1][1:]) % 3 == k]
+        i = fanout.shard_interval(T0, {"anomalies": len(mine)}, {}, mine, [], groups.ANOMALY_THRESHOLD)
+        assert not i.all_scores and len(i.points) == 2 * groups.MAX_GROUP_POINTS
+        results.append(fanout.decode(fanout.encode(fanout.ShardResult(k, T0, [i]))))
+    merged = fanout.combine(results)
+    got = groups.GroupTracker("det", STEP).update(T0, merged[T0].points)
+    assert [g.to_dict() for g in got] == [g.to_dict() for g in expected]
+    assert merged[T0].counts["anomalies"] == len(every)
