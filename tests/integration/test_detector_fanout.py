@@ -58,6 +58,7 @@ class Outcome:
     alerts: list[str]
     executions: list[dict[str, Any]]
     pipeline_runs: int
+    runs: list[tuple[Any, ...]]  # the console's run records: interval, status, counts, every series' scores
 
 
 def drive(pipeline: LocalPipeline, on_tick: Callable[[int], None] | None = None) -> Outcome:
@@ -87,11 +88,14 @@ def drive(pipeline: LocalPipeline, on_tick: Callable[[int], None] | None = None)
     env = next(fn.environment for fn in pipeline.functions.values() if "ALERT_TOPIC_ARN" in fn.environment)
     found = store.list_groups(pipeline.client("dynamodb"), env["ANOMALY_TABLE"], env["DETECTOR_ID"], limit=1000)
     arn = env["ALERT_TOPIC_ARN"]
+    stored, _ = store.query_runs(pipeline.client("dynamodb"), env["ANOMALY_TABLE"], env["DETECTOR_ID"], None, None)
+    runs = [(r.interval, r.status, r.counts, r.late, r.scores_truncated, r.scores()) for r in stored]
     return Outcome(
         groups=sorted((g.to_dict() for g in found), key=lambda g: g["group_id"]),
         alerts=[m for m, _ in sns_notifications(pipeline, arn)],
         executions=[r for _, _, r in results if isinstance(r, dict) and "status" in r and "output" in r],
         pipeline_runs=len(results),
+        runs=runs,
     )
 
 
@@ -123,6 +127,8 @@ def test_four_shards_give_the_groups_and_alerts_of_one_detector(single: Outcome,
     assert single.alerts
     assert _without_feedback(sharded.groups) == _without_feedback(single.groups)
     assert sharded.alerts == single.alerts
+    # the console's executions, data quality and time series read the same run records
+    assert len(single.runs) >= LIVE_HOURS * 12 and sharded.runs == single.runs
     assert sharded.executions and all(e["status"] == "SUCCEEDED" for e in sharded.executions)
     assert all(e["output"]["shards_failed"] == 0 for e in sharded.executions)
 
