@@ -18,10 +18,13 @@ Each size runs in a fresh subprocess (so its memory figures are its own), in two
    series. moto keeps object bodies in this process (the state body read whole, not streamed as from S3), so
    the figure is an upper bound too.
 
-``--fanout TOTAL:SHARDS``: TOTAL series split over SHARDS shard runs executed one after another (each a whole run
-over its own state and data, what one shard Lambda does); prints the slowest shard and the total CPU, and the wall
-time with shards in parallel (= the slowest shard). ``merge_s`` is null: the cross-shard merge step is not built
-yet (see the report of branch ``scale``).
+``--fanout TOTAL:SHARDS``: TOTAL series (TOTAL / 3 locations) spread over SHARDS shards by the product's own
+``state_file.shard_of``; each shard is set up with its own series only (its state at ``layout.state_key(spec, k)``,
+its data in ``<interval>/shard=k/``) and run, one after another, each in its own subprocess, as the REAL shard code
+(``detector.shard.run_shard``: the whole run, its results written to S3 for the merge); then the REAL merge step
+(``detector.merge.run_merge``) runs once over the shards' result files, on moto, and is timed as ``merge_s``
+(CPU; its wall is printed too). Prints the slowest shard (wall), the total CPU, the wall time with shards in
+parallel (the slowest shard plus the merge) and ``merge_s``.
 
 ``--json``: the last line is one JSON object with ``series``, ``ms_per_series``, ``peak_kb_per_series``,
 ``state_bytes_per_series`` (of the largest size run), ``shards``, ``slowest_shard_s``, ``merge_s``.
@@ -74,7 +77,8 @@ def _page_rss_kb() -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # Setup (subprocess 1): state file + interval objects on disk
 # ----------------------------------------------------------------------------------------------------------------
-def setup(n_series: int, out: Path, seed: int = 7) -> dict[str, Any]:
+def setup(n_series: int, out: Path, seed: int = 7, shard: int | None = None, shards: int = 1) -> dict[str, Any]:
+    """``shard``: only that shard's locations of the ``n_series / 3`` (the fan-out's shard k)."""
     import math
 
     from detector.runner import State
@@ -94,7 +98,11 @@ def setup(n_series: int, out: Path, seed: int = 7) -> dict[str, Any]:
         proto.score(at, {k: f * base + rng.gauss(0, 0.2) for k, f in zip(keys, scale, strict=True)})
     templates = [proto.series_bytes(k.id) for k in keys]
     locations = [f"L-{i:07d}" for i in range(-(-n_series // len(MEASURES)))]
-    header = State(proto).header()
+    if shard is not None:
+        locations = [loc for loc in locations if state_file.shard_of((loc,), shards) == shard]
+        n_series = len(locations) * len(MEASURES)
+    # a shard's state says how many shards it was made for (another count would re-warm it: runner.run)
+    header = State(proto, extra={"shards": shards} if shard is not None else {}).header()
     factors = {loc: scale[i % PROTOTYPES] for i, loc in enumerate(locations)}
 
     def records() -> Any:
@@ -117,59 +125,85 @@ def setup(n_series: int, out: Path, seed: int = 7) -> dict[str, Any]:
             v = round(f * (10 + 2 * math.sin(2 * math.pi * hour / 24)) + rng.gauss(0, 0.2), 3)
             lines.append(f'{{"TIMESTAMP":"{ts}","LOCATION_ID":"{loc}","CO":{v},"SO2":{v},"NO2":{v}}}\n')
         (out / f"part-{minute}.gz").write_bytes(gzip.compress("".join(lines).encode(), compresslevel=1))
-    return {"series": count, "state_bytes": (out / "state.bin.gz").stat().st_size, "locations": len(locations)}
+    info = {"series": count, "state_bytes": (out / "state.bin.gz").stat().st_size, "locations": len(locations)}
+    (out / "setup.json").write_text(json.dumps(info))
+    return info
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Run (subprocess 2): the measured whole run on moto
 # ----------------------------------------------------------------------------------------------------------------
-def measure(n_series: int, folder: Path) -> dict[str, Any]:
+def _aws() -> tuple[Any, Any, Any, str]:
+    """The bench's bucket, table and topic in moto (inside ``mock_aws``)."""
     import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    sns = boto3.client("sns", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    ddb.create_table(
+        TableName="anomalies",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    return s3, ddb, sns, topic
+
+
+def _settings(spec: Any, topic: str, max_series: int, shards: int = 1) -> Any:
+    from detector import runner
+
+    return runner.Settings.from_env(
+        {
+            "SENTINEL_SPEC": spec.to_json(),
+            "DATA_BUCKET": BUCKET,
+            "ALERT_TOPIC_ARN": topic,
+            "ANOMALY_TABLE": "anomalies",
+            "DETECTOR_ID": "bench",
+            "MAX_SERIES": str(max(max_series, 1)),
+            "DETECTOR_SHARDS": str(shards),
+        }
+    )
+
+
+def measure(n_series: int, folder: Path, shard: int | None = None, shards: int = 1) -> dict[str, Any]:
     from moto import mock_aws
 
     with mock_aws():
         from detector import runner
+        from detector import shard as shard_run
         from sentinel_core import layout, store
         from sentinel_core.spec import get_preset
 
         spec = get_preset("air-quality")
-        s3 = boto3.client("s3", region_name=REGION)
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        sns = boto3.client("sns", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        ddb.create_table(
-            TableName="anomalies",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        topic = sns.create_topic(Name="alerts")["TopicArn"]
-        s3.upload_file(str(folder / "state.bin.gz"), BUCKET, store.state_key(spec))
-        prefix = layout.interval_folder(CLOSED, spec)
+        s3, ddb, sns, topic = _aws()
+        if shard is not None:
+            n_series = int(json.loads((folder / "setup.json").read_text())["series"])
+        s3.upload_file(str(folder / "state.bin.gz"), BUCKET, store.state_key(spec, shard))
+        prefix = layout.records_folder(CLOSED, spec, shard)
         for part in sorted(folder.glob("part-*.gz")):
             s3.upload_file(str(part), BUCKET, prefix + part.name)
-        settings = runner.Settings.from_env(
-            {
-                "SENTINEL_SPEC": spec.to_json(),
-                "DATA_BUCKET": BUCKET,
-                "ALERT_TOPIC_ARN": topic,
-                "ANOMALY_TABLE": "anomalies",
-                "DETECTOR_ID": "bench",
-                "MAX_SERIES": str(max(n_series, 1)),
-            }
-        )
+        settings = _settings(spec, topic, n_series, shards)
         clients = runner.Clients(s3=s3, ddb=ddb, sns=sns)
         import gc
 
         gc.collect()
         base = _page_rss_kb()
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        report = runner.run(clients, settings, CLOSED, wall_now=CLOSED + timedelta(minutes=10))
+        wall_now = CLOSED + timedelta(minutes=10)
+        if shard is None:
+            report = runner.run(clients, settings, CLOSED, wall_now=wall_now)
+        else:  # the shard Lambda's work: the whole run of shard k, its results written for the merge
+            ran = shard_run.run_shard(clients, settings.for_shard(shard), CLOSED, wall_now=wall_now)
+            report = ran.report
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        if shard is not None:
+            (folder / "result.json.gz").write_bytes(s3.get_object(Bucket=BUCKET, Key=ran.key)["Body"].read())
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux: the run's high-water mark
         if report.series_scored != n_series or report.intervals_scored != 1:
             raise SystemExit(f"unexpected run: {report.to_dict()}")
@@ -183,13 +217,52 @@ def measure(n_series: int, folder: Path) -> dict[str, Any]:
         }
 
 
-def one(n_series: int) -> dict[str, Any]:
-    """Setup and run in two fresh subprocesses."""
+def merge_measure(folder: Path, shards: int) -> dict[str, Any]:
+    """The real merge step over the shards' result files (``<folder>/<k>.json.gz``), on moto."""
+    from moto import mock_aws
+
+    with mock_aws():
+        from detector import merge, runner
+        from sentinel_core import layout
+        from sentinel_core.spec import get_preset
+
+        spec = get_preset("air-quality")
+        s3, ddb, sns, topic = _aws()
+        items = []
+        for k in range(shards):
+            key = layout.shard_result_key(spec, CLOSED, k)
+            s3.upload_file(str(folder / f"{k}.json.gz"), BUCKET, key)
+            items.append({"shard": k, "key": key, "intervals": 1})
+        settings = _settings(spec, topic, 1, shards)
+        clients = runner.Clients(s3=s3, ddb=ddb, sns=sns)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        report = merge.run_merge(clients, settings, CLOSED, items)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        if report.shards_ok != shards or report.intervals_merged != 1:
+            raise SystemExit(f"unexpected merge: {report.to_dict()}")
+        return {
+            "merge_cpu_s": round(cpu, 3),
+            "merge_wall_s": round(wall, 3),
+            "series": report.series_scored,
+            "anomalies": report.anomalies,
+            "groups": report.groups,
+        }
+
+
+def one(n_series: int, shard: int | None = None, shards: int = 1, keep: Path | None = None) -> dict[str, Any]:
+    """Setup and run in two fresh subprocesses (``shard``: shard k of ``shards`` of ``n_series``; its result file
+    is copied to ``keep/<k>.json.gz`` for the merge)."""
+    extra = ["--shard", str(shard), "--shards", str(shards)] if shard is not None else []
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, __file__, "--setup", str(n_series), tmp], check=True)
+        subprocess.run([sys.executable, __file__, "--setup", str(n_series), tmp, *extra], check=True)
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", str(n_series), tmp], check=True, capture_output=True, text=True
+            [sys.executable, __file__, "--measure", str(n_series), tmp, *extra],
+            check=True,
+            capture_output=True,
+            text=True,
         )
+        if keep is not None and shard is not None:
+            (keep / f"{shard}.json.gz").write_bytes((Path(tmp) / "result.json.gz").read_bytes())
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -200,12 +273,18 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--setup", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     ap.add_argument("--measure", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--merge", nargs=2, metavar=("SHARDS", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.setup:
-        setup(int(args.setup[0]), Path(args.setup[1]))
+        setup(int(args.setup[0]), Path(args.setup[1]), shard=args.shard, shards=args.shards)
         return
     if args.measure:
-        print(json.dumps(measure(int(args.measure[0]), Path(args.measure[1]))))
+        print(json.dumps(measure(int(args.measure[0]), Path(args.measure[1]), args.shard, args.shards)))
+        return
+    if args.merge:
+        print(json.dumps(merge_measure(Path(args.merge[1]), int(args.merge[0]))))
         return
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")
     cols = ("series", "cpu s", "wall s", "ms/series", "peak MB", "KB/series", "state B/series")
@@ -226,15 +305,32 @@ def main() -> None:
     fan = {"shards": 1, "slowest_shard_s": None, "merge_s": None}
     if args.fanout:
         total, shards = (int(x) for x in args.fanout.split(":"))
-        per = -(-total // shards)
-        runs = [one(per) for _ in range(shards)]
+        print(f"load average before the fan-out: {os.getloadavg()[0]:.1f}")
+        with tempfile.TemporaryDirectory() as results:
+            runs = []
+            for k in range(shards):
+                r = one(total, k, shards, Path(results))
+                runs.append(r)
+                print(
+                    f"  shard {k:>3}: {r['series']:>7} series, cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} s, "
+                    f"peak {r['peak_mb']:.0f} MB",
+                    flush=True,
+                )
+            out = subprocess.run(
+                [sys.executable, __file__, "--merge", str(shards), results], check=True, capture_output=True, text=True
+            )
+            m = json.loads(out.stdout.strip().splitlines()[-1])
         slowest = max(r["wall_s"] for r in runs)
+        largest = max(r["series"] for r in runs)
         print(
-            f"fan-out: {total} series over {shards} shards of {per}, one after another: slowest shard {slowest:.2f} s "
-            f"wall, total CPU {sum(r['cpu_s'] for r in runs):.1f} s, wall with shards in parallel {slowest:.2f} s; "
-            "merge: not built (merge_s null)"
+            f"fan-out: {sum(r['series'] for r in runs)} series over {shards} shards (largest {largest}), one after "
+            f"another: slowest shard {slowest:.2f} s wall, largest peak {max(r['peak_mb'] for r in runs):.0f} MB, "
+            f"total CPU {sum(r['cpu_s'] for r in runs):.1f} s; merge {m['merge_cpu_s']:.2f} s CPU "
+            f"({m['merge_wall_s']:.2f} s wall; {m['series']} series, {m['anomalies']} anomalous points, "
+            f"{m['groups']} groups); wall with shards in parallel {slowest + m['merge_wall_s']:.2f} s"
         )
-        fan = {"shards": shards, "slowest_shard_s": round(slowest, 3), "merge_s": None}
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        fan = {"shards": shards, "slowest_shard_s": round(slowest, 3), "merge_s": round(m["merge_cpu_s"], 3)}
     if args.json:
         print(json.dumps({**last, **fan}))
 

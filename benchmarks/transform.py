@@ -181,11 +181,11 @@ def best_rates(fns: list[Callable[[dict[str, Any], Any], Any]], events: list[dic
     return [n / b for b in best]
 
 
-def check_responses(spec: PipelineSpec, events: list[dict[str, Any]]) -> tuple[int, int, int]:
+def check_responses(spec: PipelineSpec, events: list[dict[str, Any]], shards: int = 1) -> tuple[int, int, int]:
     """(largest event bytes, largest response bytes, records failed as response_too_large) of the real logic."""
     largest_in = largest_out = too_large = 0
     for event in events:
-        response, outcomes = logic.transform_batch(event, spec)
+        response, outcomes = logic.transform_batch(event, spec, shards=shards)
         largest_in = max(largest_in, len(json.dumps(event)))
         largest_out = max(largest_out, len(json.dumps(response)))
         too_large += sum(o.reason == logic.RESPONSE_TOO_LARGE for o in outcomes)
@@ -197,7 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--records", type=int, default=60_000, help="records per case (several invocations)")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="the detector's shards (DETECTOR_SHARDS): >1 adds the shard key"
+    )
     args = parser.parse_args(argv)
+    if args.shards > 1:  # the handler reads it, as the sharded stack's transform does
+        os.environ["DETECTOR_SHARDS"] = str(args.shards)
     cases: list[dict[str, Any]] = []
     print(
         f"{'case':>12} {'records':>8} {'calls':>5} {'max event':>10} {'max resp':>9} {'too large':>9} "
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["SENTINEL_SPEC"] = spec.to_json()
         events = make_events(spec, args.records)
         n = sum(len(e["records"]) for e in events)
-        biggest_in, biggest_out, too_large = check_responses(spec, events)
+        biggest_in, biggest_out, too_large = check_responses(spec, events, args.shards)
         assert biggest_out <= LAMBDA_RESPONSE_LIMIT, f"{preset}: response of {biggest_out} bytes"
         handler, naive = best_rates([app.lambda_handler, naive_handler_for(spec)], events, args.runs)
         ratio = handler / naive

@@ -96,6 +96,12 @@ CONTEXT: dict[str, ContextKey] = {
         "integer", "40000", "series the builtin detector holds (more are refused, counted, alarmed)"
     ),
     "detector_max_new_series": ContextKey("integer", "500", "series the builtin detector starts per interval"),
+    "detector_shards": ContextKey(
+        "integer", "1", "builtin detector shards: more than 1 makes it a Step Functions fan-out (see Scale out)"
+    ),
+    "detector_expected_series": ContextKey(
+        "integer", "0 (not given)", "the series expected: derives detector_shards (instead of giving it)"
+    ),
 }
 CONTEXT_KEYS: tuple[str, ...] = tuple(CONTEXT)
 # Keys the CDK CLI itself writes without '@' or ':' (cdk.context.json, `cdk acknowledge`): not ours, not typos.
@@ -158,6 +164,11 @@ class SentinelConfig:
     # Bounded cardinality (builtin engine): the reasons of both defaults are in sentinel_core.capacity.
     detector_max_series: int = capacity.DEFAULT_MAX_SERIES
     detector_max_new_series: int = capacity.DEFAULT_MAX_NEW_SERIES
+    # One shard = today's single scheduled detector Lambda and layout (a stack that never asked for a fan-out keeps
+    # exactly what it had). More: the Step Functions fan-out of infra/detector_fanout.py.
+    detector_shards: int = 1
+    # 0 = not given; otherwise the shards are derived from it (sentinel_core.capacity.shards_for).
+    detector_expected_series: int = 0
     # () = today's single alert (stack topic, severity_threshold, alert_filter): existing stacks keep their ledger.
     alerts: tuple[routing.AlertRoute, ...] = ()
     # A deployed detector runs unless asked not to: a stack that silently never scores would be the worst default.
@@ -255,6 +266,10 @@ class SentinelConfig:
                 f"context 'detector_max_new_series' must be within 1 and detector_max_series ({max_series}), "
                 f"got {max_new}"
             )
+        shards = _shards(get, engine, max_series)
+        expected = _int(
+            "detector_expected_series", get("detector_expected_series"), _default("detector_expected_series")
+        )
         return cls(
             spec=spec,
             engine=engine,
@@ -272,6 +287,8 @@ class SentinelConfig:
             console_base_url=console,
             detector_max_series=max_series,
             detector_max_new_series=max_new,
+            detector_shards=shards,
+            detector_expected_series=expected,
             alerts=routes,
             detector_active=active,
         )
@@ -285,6 +302,37 @@ class SentinelConfig:
 def _default(name: str) -> Any:
     """The default of a ``SentinelConfig`` field (the one place defaults are written)."""
     return SentinelConfig.__dataclass_fields__[name].default
+
+
+def _shards(get: Any, engine: str, max_series: int) -> int:
+    """``detector_shards``, or the shards ``detector_expected_series`` needs (not both: which one would win is a
+    guess). Engine ``lookout`` is one managed detector over un-sharded folders: more than one shard is an error
+    rather than silently ignored (the operator asked for a scale-out the engine cannot give)."""
+    given, expected_raw = get("detector_shards"), get("detector_expected_series")
+    expected = _int("detector_expected_series", expected_raw, _default("detector_expected_series"))
+    if expected < 0:
+        raise ConfigError(f"context 'detector_expected_series' must be at least 1 (or 0: not given), got {expected}")
+    if given is not None and expected:
+        raise ConfigError(
+            "context 'detector_shards' and 'detector_expected_series' are both given: give one (the shards, or the "
+            "series they are derived from)"
+        )
+    if expected:
+        shards = capacity.shards_for(expected, max_series)
+    else:
+        shards = _int("detector_shards", given, _default("detector_shards"))
+    if not 1 <= shards <= capacity.MAX_SHARDS:
+        which = "detector_shards" if not expected else "detector_expected_series"
+        raise ConfigError(
+            f"context {which!r}: the detector takes 1 to {capacity.MAX_SHARDS} shards (Firehose's active "
+            f"partitions), got {shards} shards"
+        )
+    if shards > 1 and engine != "builtin":
+        raise ConfigError(
+            f"context 'detector_shards': engine {engine!r} is one managed detector over un-sharded folders; "
+            f"shards ({shards}) apply to engine 'builtin' only"
+        )
+    return shards
 
 
 # -- parsing helpers ------------------------------------------------------------------------------------------

@@ -47,7 +47,11 @@ class Delivery(Construct):
                 timeout=Duration.seconds(120),
                 memory_mb=512,
             ),
-            environment={environment.SCHEDULE_OFFSET_SECONDS: str(config.schedule_offset_seconds)},
+            environment={
+                environment.SCHEDULE_OFFSET_SECONDS: str(config.schedule_offset_seconds),
+                # the shard partition key; absent for one shard, so that stack's transform is as it was
+                **({environment.DETECTOR_SHARDS: str(config.detector_shards)} if config.detector_shards > 1 else {}),
+            },
         )
         self.logs: logs.LogGroup = log_group(self, "Logs", config)
         stream_logs = logs.LogStream(self, "DeliveryLogs", log_group=self.logs, log_stream_name="S3Delivery")
@@ -120,7 +124,7 @@ class Delivery(Construct):
         dest = firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
             bucket_arn=bucket.bucket_arn,
             role_arn=self.role.role_arn,
-            prefix=layout.firehose_prefix(spec),
+            prefix=layout.firehose_prefix(spec, config.detector_shards),
             error_output_prefix=layout.firehose_error_prefix(spec),
             buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                 interval_in_seconds=FIREHOSE_BUFFER_SECONDS, size_in_m_bs=BUFFER_MB

@@ -57,6 +57,7 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.common import METRICS_NAMESPACE, SentinelFunction, mark, sentinel_key
@@ -78,6 +79,10 @@ DETECTOR_CONTAINED: tuple[tuple[str, str, str], ...] = (
     ("SeriesRefused", "series refused", "More series than detector_max_series / detector_max_new_series: refused"),
     ("StateRecovered", "state recovered", "The model state was unusable: an older version or history was used"),
     ("FutureEventsRefused", "future events refused", "A detector event dated ahead of the wall clock was refused"),
+)
+# Which of them the sharded detector's shards count (the rest are the merge's: it groups, stores and alerts).
+SHARD_CONTAINED = frozenset(
+    {"ObjectsQuarantined", "SeriesQuarantined", "SeriesRefused", "StateRecovered", "FutureEventsRefused"}
 )
 # Ingest refusals that mean an attack or a broken clock, not a noisy sensor (transform's RecordsFailedByReason, by
 # reason and source): alarmed at the first occurrence. A reading for another thing's location (a stolen or
@@ -162,6 +167,14 @@ class WatchedIotRule:
 
 
 @dataclass(frozen=True)
+class WatchedFanout:
+    """The sharded detector's state machine and its own alarms (failed and timed-out executions)."""
+
+    machine: sfn.StateMachine
+    own_alarms: tuple[cw.Alarm, ...] = ()
+
+
+@dataclass(frozen=True)
 class Watched:
     """What the operations dashboard and alarms watch, handed over by the stack (nothing is looked up here).
 
@@ -177,11 +190,14 @@ class Watched:
     upload_job: SentinelFunction | None = None
     iot_rule: WatchedIotRule | None = None
     source_stream: kinesis.IStream | None = None  # the Kinesis data stream Firehose reads (None: Direct PUT)
+    fanout: WatchedFanout | None = None  # detector_shards > 1: the state machine (``detector`` is then its merge)
 
     @property
     def stage_alarms(self) -> tuple[cw.Alarm, ...]:
         """The alarms the stages made themselves (detector / backtest errors and DLQs)."""
         own = [f.errors_alarm for f in self.functions] + [q.not_empty_alarm for q in self.queues]
+        if self.fanout is not None:
+            own += list(self.fanout.own_alarms)
         return tuple(a for a in own if a is not None)
 
 
@@ -225,7 +241,10 @@ class Monitoring(Construct):
         if watched.iot_rule is not None:
             self._iot_rule(watched.iot_rule)
         self._functions(watched)
-        if watched.detector is not None:
+        if watched.fanout is not None:
+            self._detector("detector_merge", exclude=SHARD_CONTAINED - {"FutureEventsRefused"})
+            self._fanout(watched.fanout)
+        elif watched.detector is not None:
             self._detector()
         self._queues(watched.queues)
         self._alert_topic(watched.alert_topic)
@@ -628,7 +647,7 @@ class Monitoring(Construct):
                 **kwargs,  # type: ignore[arg-type]
             )
 
-    def _detector(self) -> None:
+    def _detector(self, service: str = "detector", exclude: frozenset[str] = frozenset()) -> None:
         names = (
             ("SeriesScored", "series scored"),
             ("Anomalies", "anomalous points"),
@@ -639,12 +658,13 @@ class Monitoring(Construct):
             ("BacklogIntervals", "backlog (intervals)"),
             ("RunsReplayed", "idempotent replays"),
         )
-        m = {n: self._powertools("detector", n, label) for n, label in names}
+        m = {n: self._powertools(service, n, label) for n, label in names}
         # One bad thing fails only itself (detector/runner.py): each containment is counted and alarmed at the
         # first occurrence, so what was contained is looked at.
         contained = [
-            first_occurrence(self._powertools("detector", name, label), f"Detector{name}", description)
+            first_occurrence(self._powertools(service, name, label), f"Detector{name}", description)
             for name, label, description in DETECTOR_CONTAINED
+            if name not in exclude
         ]
         self.facade.add_medium_header("Detector")
         self.facade.monitor_custom(
@@ -658,6 +678,48 @@ class Monitoring(Construct):
                     metrics=[m["LateRecords"], m["DuplicateRecords"], m["BacklogIntervals"], m["RunsReplayed"]],
                 ),
                 mc.CustomMetricGroup(title="Contained failures (each alarmed)", metrics=list(contained)),
+            ],
+        )
+
+    def _fanout(self, fanout: WatchedFanout) -> None:
+        """The sharded detector: executions, shards failed (alarmed at the first: a failed shard's series are
+        scored late, when it catches up) and what the shards contained (each alarmed)."""
+        machine = fanout.machine
+        period = PERIOD
+        shard_failed = first_occurrence(
+            self._powertools("detector_merge", "ShardsFailed", "shards failed"),
+            "DetectorShardsFailed",
+            "A detector shard failed after its retries: the other shards were merged and alerted, this one "
+            "catches up on its next run (see the merge's and the shard's logs)",
+        )
+        contained = [
+            first_occurrence(self._powertools("detector_shard", name, label), f"DetectorShard{name}", description)
+            for name, label, description in DETECTOR_CONTAINED
+            if name in SHARD_CONTAINED
+        ]
+        self.facade.add_medium_header("Detector fan-out")
+        self.facade.monitor_custom(
+            alarm_friendly_name="DetectorFanout",
+            human_readable_name="Detector state machine and shards",
+            metric_groups=[
+                mc.CustomMetricGroup(
+                    title="Executions",
+                    metrics=[
+                        machine.metric_started(period=period, statistic="Sum", label="started"),
+                        machine.metric_succeeded(period=period, statistic="Sum", label="succeeded"),
+                        machine.metric_failed(period=period, statistic="Sum", label="failed (alarmed)"),
+                        machine.metric_timed_out(period=period, statistic="Sum", label="timed out (alarmed)"),
+                    ],
+                ),
+                mc.CustomMetricGroup(
+                    title="Shards",
+                    metrics=[
+                        self._powertools("detector_merge", "ShardsSucceeded", "shards merged"),
+                        shard_failed,
+                        self._powertools("detector_merge", "LateShardIntervals", "intervals merged late"),
+                    ],
+                ),
+                mc.CustomMetricGroup(title="Contained in the shards (each alarmed)", metrics=list(contained)),
             ],
         )
 

@@ -24,10 +24,11 @@ from infra.config import SentinelConfig
 from infra.console import Console
 from infra.delivery import Delivery
 from infra.detector_builtin import BuiltinDetector
+from infra.detector_fanout import FanoutDetector
 from infra.detector_lookout import LookoutDetector
 from infra.ingest_iot import IotIngest
 from infra.ingest_kinesis import KinesisIngest
-from infra.monitoring import Monitoring, Watched, WatchedFunction, WatchedIotRule, WatchedQueue
+from infra.monitoring import Monitoring, Watched, WatchedFanout, WatchedFunction, WatchedIotRule, WatchedQueue
 from infra.state import IdempotencyTable, StateTables
 from infra.storage import DataLake
 
@@ -47,6 +48,7 @@ class SentinelStack(Stack):
         self.iot: IotIngest | None = None
         self.tables: StateTables | None = None
         self.detector: BuiltinDetector | None = None
+        self.fanout: FanoutDetector | None = None
         self.backtest: BacktestJob | None = None
         self.lookout: LookoutDetector | None = None
         self.automation: Automation | None = None
@@ -62,9 +64,14 @@ class SentinelStack(Stack):
         if config.engine == "builtin":
             self.tables = StateTables(self, "State")
             self.console = Console(self, "Console", config=config, lake=self.lake, tables=self.tables)
-            self.detector = BuiltinDetector(
-                self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
-            )
+            if config.detector_shards > 1:  # the Step Functions fan-out; one shard keeps today's stack exactly
+                self.fanout = FanoutDetector(
+                    self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
+                )
+            else:
+                self.detector = BuiltinDetector(
+                    self, "Detection", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
+                )
             if spec.ingest == "s3":  # uploads (loyalty): each CSV is backtested by its own job
                 self.backtest = BacktestJob(
                     self, "Backtest", config=config, lake=self.lake, alerts=self.alerts, tables=self.tables
@@ -101,6 +108,9 @@ class SentinelStack(Stack):
         for stage in (self.detector, self.backtest):
             if stage is not None:
                 stage.fn.function.add_environment(lambda_env.CONSOLE_BASE_URL, self.console.url)
+        if self.fanout is not None:  # the merge alerts; the shard loads the same settings
+            for fn in (self.fanout.shard_fn, self.fanout.merge_fn):
+                fn.function.add_environment(lambda_env.CONSOLE_BASE_URL, self.console.url)
 
     # -- what the operations dashboard watches ------------------------------------------------------------------
     def _watched(self) -> Watched:
@@ -110,6 +120,10 @@ class SentinelStack(Stack):
         if self.detector is not None:
             functions.append(WatchedFunction(self.detector.fn, self.detector.errors_alarm))
             queues.append(WatchedQueue(self.detector.dlq, self.detector.node.id, self.detector.dlq_alarm))
+        if self.fanout is not None:
+            functions.append(WatchedFunction(self.fanout.shard_fn))
+            functions.append(WatchedFunction(self.fanout.merge_fn))
+            queues.append(WatchedQueue(self.fanout.dlq, self.fanout.node.id, self.fanout.dlq_alarm))
         if self.backtest is not None:
             functions.append(WatchedFunction(self.backtest.fn, self.backtest.errors_alarm))
             queues.append(WatchedQueue(self.backtest.dlq, self.backtest.node.id, self.backtest.dlq_alarm))
@@ -125,7 +139,16 @@ class SentinelStack(Stack):
             alert_topic=self.alerts.topic,
             functions=tuple(functions),
             queues=tuple(queues),
-            detector=self.detector.fn if self.detector is not None else None,
+            # the missed-run alarm: the single detector, or the fan-out's merge (once per run)
+            detector=self.detector.fn
+            if self.detector is not None
+            else (self.fanout.merge_fn if self.fanout is not None else None),
+            fanout=WatchedFanout(
+                self.fanout.machine,
+                (self.fanout.failed_alarm, self.fanout.timed_out_alarm),
+            )
+            if self.fanout is not None
+            else None,
             upload_job=self.backtest.fn if self.backtest is not None else None,
             iot_rule=WatchedIotRule(self.iot.rule, self.iot.error_logs) if self.iot is not None else None,
             source_stream=self.kinesis.stream if self.kinesis is not None else None,
@@ -142,6 +165,16 @@ class SentinelStack(Stack):
         if self.iot is not None:
             CfnOutput(self, "TelemetryTopicFilter", value=self.config.spec.telemetry_topic_filter)
             CfnOutput(self, "DevicePolicyName", value=self.iot.device_policy.ref)
+        if self.fanout is not None:
+            CfnOutput(self, "DetectorStateMachineArn", value=self.fanout.machine.state_machine_arn)
+            CfnOutput(self, "DetectorId", value=self.config.detector_id, description="Detector id in alerts and groups")
+            CfnOutput(self, "DetectorScheduleRuleName", value=self.fanout.rule.rule_name, description="Schedule")
+            CfnOutput(
+                self,
+                "DetectorResumeKey",
+                value=activation.resume_key(spec),
+                description="Resume marker of `sentinel detector activate --skip` (in the data bucket)",
+            )
         if self.detector is not None:
             CfnOutput(self, "DetectorFunctionName", value=self.detector.fn.function.function_name)
             # The feedback CLI reads it from `cdk deploy --outputs-file` to find groups without a table scan.

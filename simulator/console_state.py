@@ -177,7 +177,8 @@ class ConsoleState:
 
 def save_demo_state(pipeline: Any, out: Path) -> Path:
     """Save what the console needs from a demo's started pipeline (inside its moto) to ``<out>/console-state.json``."""
-    detector_env = pipeline.env_of("detector")
+    # the single detector's settings, or the sharded detector's merge's (the same keys)
+    detector_env = pipeline.env_of("detector_merge" if "detector_merge" in pipeline.handler_packages() else "detector")
     return ConsoleState.capture(pipeline.client("dynamodb"), pipeline.client("s3"), detector_env, pipeline.region).save(
         out / STATE_FILE
     )

@@ -49,15 +49,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
-from sentinel_core import activation, alerts, capacity, filters, groups, layout, objects, routing, store
+from sentinel_core import activation, alerts, capacity, filters, groups, layout, objects, routing, state_file, store
 from sentinel_core import aggregate as agg
 from sentinel_core import environment as env
 from sentinel_core.detector import Detector
 from sentinel_core.intervals import floor_to_interval, interval_range, interval_seconds, last_closed_interval, to_utc
-from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey
+from sentinel_core.model import AnomalyGroup, PointScore, SeriesKey, SilentSeries
 from sentinel_core.records import Record, parse_timestamp
 from sentinel_core.spec import PipelineSpec
 
@@ -95,6 +95,10 @@ class Settings(alerts.AlertSettings):
     max_series: int = DEFAULT_MAX_SERIES
     max_new_series: int = DEFAULT_MAX_NEW_SERIES
     routes: tuple[routing.AlertRoute, ...] = ()  # the ``alerts`` context key; () = the one default alert
+    # The sharded detector (``detector.shard``): this run scores shard ``shard`` of ``shards`` only (its folder,
+    # its state, its share of feedback and history). None: the single detector, today's layout.
+    shard: int | None = None
+    shards: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,18 +110,32 @@ class Settings(alerts.AlertSettings):
         for name, value in ((env.MAX_SERIES, max_series), (env.MAX_NEW_SERIES, max_new)):
             if value < 1:
                 raise env.ConfigError(f"{name} must be at least 1, got {value}")
+        shards = e.integer(env.DETECTOR_SHARDS, 1)
+        if shards < 1:
+            raise env.ConfigError(f"{env.DETECTOR_SHARDS} must be at least 1, got {shards}")
         settings = cls.read(
             e,
             bucket=e.required(env.DATA_BUCKET),
             offset_seconds=e.integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_OFFSET_SECONDS),
             max_series=max_series,
             max_new_series=max_new,
+            shards=shards,
         )
         return replace(settings, routes=routing.routes_from_env(settings.spec, e))
 
     @property
     def step(self) -> int:
         return interval_seconds(self.spec.interval)
+
+    def for_shard(self, shard: int) -> Settings:
+        """These settings scoped to one shard (the caps apply to it alone)."""
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"shard {shard} is not one of the detector's {self.shards} shards")
+        return replace(self, shard=shard)
+
+    def owns(self, dimension_values: Iterable[str]) -> bool:
+        """Whether this run scores the series of these dimension values (always, unsharded)."""
+        return self.shard is None or state_file.shard_of(dimension_values, self.shards) == self.shard
 
 
 Clients = store.Clients
@@ -199,6 +217,12 @@ def refused_report(event: dict[str, Any], wall_now: datetime) -> RunReport:
         extra={"event_time": event.get("time"), "wall_clock": to_utc(wall_now).isoformat()},
     )
     return RunReport(future_event=True)
+
+
+class HasExtra(Protocol):
+    """What keeps the open groups and the failed alerts between runs: the model state, or the merge's state."""
+
+    extra: dict[str, Any]
 
 
 @dataclass
@@ -297,7 +321,9 @@ class State:
 
     def save(self, clients: Clients, settings: Settings) -> int:
         """Write the state file; returns its size in bytes."""
-        return store.save_state(clients.s3, settings.bucket, settings.spec, self.header(), self.records())
+        return store.save_state(
+            clients.s3, settings.bucket, settings.spec, self.header(), self.records(), shard=settings.shard
+        )
 
     def check(self, settings: Settings, wall_now: datetime) -> State:
         """Raise ValueError when this state cannot be the detector's (see :func:`load_state`)."""
@@ -326,7 +352,11 @@ def load_state(clients: Clients, settings: Settings, wall_now: datetime, report:
     spec's, its last interval is after the wall clock, a part does not parse); None when there is none usable
     (the caller warms up from history). A recovery is logged and reported (metric ``StateRecovered``)."""
     found = store.recover_state(
-        clients.s3, settings.bucket, settings.spec, lambda body: State.read(body).check(settings, wall_now)
+        clients.s3,
+        settings.bucket,
+        settings.spec,
+        lambda body: State.read(body).check(settings, wall_now),
+        shard=settings.shard,
     )
     if found.recovered:
         report.state_recovered = True
@@ -355,6 +385,8 @@ def warm_up(clients: Clients, settings: Settings, detector: Detector, report: Ru
             try:
                 body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
                 for rec in iter_records(body, spec, key, bad):
+                    if settings.shard is not None and not settings.owns(rec.dimensions):
+                        continue  # another shard's series: the history is one prefix for all shards
                     report.warmup_records += 1
                     yield rec
             except Exception as exc:  # the records read so far are kept, the object quarantined
@@ -401,7 +433,7 @@ def _add_bad(report: RunReport, bad: Counter[str]) -> None:
 def check_late(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
     """Objects that appeared in the last ``LATE_WINDOW`` scored folders since they were scored: count and log them."""
     for iso, seen in sorted(state.scored.items()):
-        folder = layout.interval_folder(datetime.fromisoformat(iso), settings.spec)
+        folder = layout.records_folder(datetime.fromisoformat(iso), settings.spec, settings.shard)
         known = set(seen)
         new = [k for k in objects.list_keys(clients.s3, settings.bucket, folder) if k not in known]
         if not new:
@@ -425,6 +457,15 @@ def _feedback_token(fb: store.Feedback) -> str:
     return f"{fb.group_id}|{fb.series_id}|{fb.created_at}|{int(fb.is_anomaly)}"
 
 
+def _dimension_values(series_id: str) -> list[str]:
+    """The dimension values of a series id (``CO|LOCATION_ID=B-101`` -> ``["B-101"]``), in the spec's order; an
+    unreadable id has none (one shard owns it: it logs it as unknown and marks it applied, once)."""
+    try:
+        return [v for _, v in SeriesKey.parse(series_id).dimensions]
+    except ValueError:
+        return []
+
+
 def apply_feedback(clients: Clients, settings: Settings, state: State, report: RunReport) -> list[store.Feedback]:
     """Apply pending feedback to the model; returns it, to be marked applied once the state is saved.
 
@@ -433,6 +474,8 @@ def apply_feedback(clients: Clients, settings: Settings, state: State, report: R
     """
     pending = store.list_feedback(clients.ddb, settings.table, settings.detector_id, pending_only=True)
     done: list[str] = state.extra.setdefault("feedback_applied", [])
+    if settings.shard is not None:  # each verdict is applied, and marked applied, by the shard owning its series
+        pending = [fb for fb in pending if settings.owns(_dimension_values(fb.series_id))]
     for fb in pending:
         token = _feedback_token(fb)
         if token in done:
@@ -521,7 +564,7 @@ def route_alert(clients: Clients, settings: Settings, group: AnomalyGroup, start
     return True
 
 
-def _keep_for_retry(state: State, shown: AnomalyGroup, start: datetime, runs: int = 0) -> None:
+def _keep_for_retry(state: HasExtra, shown: AnomalyGroup, start: datetime, runs: int = 0) -> None:
     pending: list[dict[str, Any]] = state.extra.setdefault(RETRY_KEY, [])
     pending.append({"group": shown.to_dict(), "interval": to_utc(start).isoformat(), "runs": runs})
     for dropped in pending[:-MAX_ALERT_RETRIES]:
@@ -529,7 +572,7 @@ def _keep_for_retry(state: State, shown: AnomalyGroup, start: datetime, runs: in
     del pending[:-MAX_ALERT_RETRIES]
 
 
-def retry_alerts(clients: Clients, settings: Settings, state: State, report: RunReport) -> None:
+def retry_alerts(clients: Clients, settings: Settings, state: HasExtra, report: RunReport) -> None:
     """Publish the alerts earlier runs failed to publish (once each through the ledger), before this run's."""
     pending: list[dict[str, Any]] = state.extra.pop(RETRY_KEY, [])
     for item in pending:
@@ -560,7 +603,7 @@ def publish_alerts(
     found: Iterable[AnomalyGroup],
     start: datetime,
     report: RunReport,
-    state: State | None = None,
+    state: HasExtra | None = None,
 ) -> None:
     """Each group's alert to every configured alert it qualifies for (``sentinel_core.routing``), once each; a
     group whose sending raises is kept in ``state`` for the next runs (see :func:`route_alert`)."""
@@ -644,13 +687,24 @@ class IntervalValues:
         }
 
 
-def score_interval(
+@dataclass
+class ScoredInterval:
+    """One interval read, aggregated and scored, before grouping: what the single detector groups and alerts on
+    at once, and what a shard hands to the merge (``detector.shard``). ``run`` has the console's counts and every
+    series' score; ``run.groups`` is set by whoever groups."""
+
+    start: datetime
+    run: store.RunRecord
+    silent: list[SilentSeries]
+
+
+def read_and_score(
     clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
-) -> list[AnomalyGroup]:
-    """Score one interval: read EXACTLY its folder, aggregate (admitting new series within the caps), score, group,
-    store the groups and the console's run record, alert (see the module doc)."""
+) -> ScoredInterval:
+    """Read EXACTLY the interval's folder (the shard's folder, sharded), aggregate (admitting new series within the
+    caps), score; the state remembers the keys read (see the module doc)."""
     spec = settings.spec
-    keys = objects.list_keys(clients.s3, settings.bucket, layout.interval_folder(start, spec))
+    keys = objects.list_keys(clients.s3, settings.bucket, layout.records_folder(start, spec, settings.shard))
     run = store.RunRecord(start)
     bad: Counter[str] = Counter()
     # Event-count presets (a measure defaulted per event, e.g. ecommerce views): two page views of the same page in
@@ -705,22 +759,40 @@ def score_interval(
             "series went silent",
             extra={"interval": start.isoformat(), "series": [q.series.id for q in result.silent][:20]},
         )
-    found = groups.update_groups(state, scores, settings.detector_id, spec)
-    found += groups.silent_groups(settings.detector_id, result.silent)
     state.remember(start, keys)
     report.intervals_scored += 1
     report.series_scored += len(scores)
-    report.anomalies += sum(1 for p in scores if groups.is_anomalous(p))
-    stored = [g for g in found if save_group(clients, settings, g, report)]
-    report.groups += len(stored)
+    anomalies = sum(1 for p in scores if groups.is_anomalous(p))
+    report.anomalies += anomalies
     # The console's run status and data quality for this interval, and the scores it plots around a group.
-    run.records, run.rejected, run.scores, run.groups = n_records, dict(bad), scores, len(found)
+    run.records, run.rejected, run.scores = n_records, dict(bad), scores
     run.series_seen = len(scores)  # the series scored this interval (SUM measures zero-filled included)
     run.silent = len(result.silent)  # the detector's own verdict: series that reported regularly and went silent
-    run.anomalies = sum(1 for p in scores if groups.is_anomalous(p))
-    store.put_run(clients.ddb, settings.table, settings.detector_id, run, groups.ANOMALY_THRESHOLD)
-    publish_alerts(clients, settings, found, start, report, state)
+    run.anomalies = anomalies
+    return ScoredInterval(start, run, list(result.silent))
+
+
+def finish_interval(
+    clients: Clients, settings: Settings, state: HasExtra, scored: ScoredInterval, report: RunReport
+) -> list[AnomalyGroup]:
+    """Group one scored interval (the open groups live in ``state.extra``), store the groups and the console's run
+    record, alert once per group and alert through the ledger."""
+    found = groups.update_groups(state, scored.run.scores, settings.detector_id, settings.spec)
+    found += groups.silent_groups(settings.detector_id, scored.silent)
+    stored = [g for g in found if save_group(clients, settings, g, report)]
+    report.groups += len(stored)
+    scored.run.groups = len(found)
+    store.put_run(clients.ddb, settings.table, settings.detector_id, scored.run, groups.ANOMALY_THRESHOLD)
+    publish_alerts(clients, settings, found, scored.start, report, state)
     return found
+
+
+def score_interval(
+    clients: Clients, settings: Settings, state: State, start: datetime, report: RunReport
+) -> list[AnomalyGroup]:
+    """Score one interval: read EXACTLY its folder, aggregate (admitting new series within the caps), score, group,
+    store the groups and the console's run record, alert (see the module doc)."""
+    return finish_interval(clients, settings, state, read_and_score(clients, settings, state, start, report), report)
 
 
 def save_group(clients: Clients, settings: Settings, group: AnomalyGroup, report: RunReport) -> bool:
@@ -788,9 +860,14 @@ def run(
     closed: datetime,
     time_left_ms: Callable[[], int] | None = None,
     wall_now: datetime | None = None,
+    on_scored: Callable[[ScoredInterval], None] | None = None,
+    before_save: Callable[[], None] | None = None,
 ) -> RunReport:
     """Score every interval up to ``closed`` that is not scored yet; see the module doc. ``wall_now`` (default:
-    the clock) bounds the plan: nothing past it is scored."""
+    the clock) bounds the plan: nothing past it is scored.
+
+    ``on_scored`` (a shard, ``settings.shard`` set): each scored interval goes to it instead of being grouped,
+    stored and alerted here (the merge does that across shards); failed alerts are the merge's too."""
     wall = to_utc(wall_now) if wall_now is not None else datetime.now(UTC)
     report = RunReport(closed_interval=to_utc(closed).isoformat())
     loaded = load_state(clients, settings, wall, report)
@@ -800,14 +877,24 @@ def run(
             extra={"was": loaded.detector.timezone.key, "now": settings.spec.timezone},
         )
         loaded, report.rewarmed = None, True
+    if loaded is not None and settings.shard is not None and loaded.extra.get("shards") != settings.shards:
+        # Series are spread by a hash modulo the shard count: with another count this state holds other series.
+        logger.warning(
+            "shard count changed: re-warming the shard from history",
+            extra={"was": loaded.extra.get("shards"), "now": settings.shards, "shard": settings.shard},
+        )
+        loaded, report.rewarmed = None, True
     if loaded is None:
         state = State(Detector(settings.step, timezone=settings.spec.timezone))
+        if settings.shard is not None:
+            state.extra["shards"] = settings.shards
         warm_up(clients, settings, state.detector, report)
     else:
         state = loaded
         check_late(clients, settings, state, report)
     feedback = apply_feedback(clients, settings, state, report)
-    retry_alerts(clients, settings, state, report)
+    if on_scored is None:
+        retry_alerts(clients, settings, state, report)
     last = state.detector.last_interval
     resumed = activation.resume_after(
         last,
@@ -831,7 +918,10 @@ def run(
         )
     for i, start in enumerate(todo, 1):
         try:
-            score_interval(clients, settings, state, start, report)
+            if on_scored is None:
+                score_interval(clients, settings, state, start, report)
+            else:
+                on_scored(read_and_score(clients, settings, state, start, report))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:500]
             try:  # the console shows the failed interval; the retry (same interval) overwrites it
@@ -842,7 +932,7 @@ def run(
             raise
         report.first_interval = report.first_interval or start.isoformat()
         report.last_interval = start.isoformat()
-        if i % CHECKPOINT_EVERY == 0 and i < len(todo):
+        if i % CHECKPOINT_EVERY == 0 and i < len(todo) and on_scored is None:
             state.save(clients, settings)
         if time_left_ms is not None and time_left_ms() < 30_000 and i < len(todo):
             report.stopped_early = True
@@ -851,6 +941,8 @@ def run(
                 "stopping early to save the state before the Lambda times out", extra={"left": len(todo) - i}
             )
             break
+    if before_save is not None:
+        before_save()
     report.state_bytes = state.save(clients, settings)
     applied_at = datetime.now().astimezone().isoformat(timespec="seconds")
     for fb in feedback:

@@ -27,6 +27,26 @@ DEFAULT_MAX_SERIES = 40_000
 DEFAULT_MAX_NEW_SERIES = 500
 
 
+# Scale-out (context ``detector_shards``): past one function's series the detector is a Step Functions fan-out of
+# shards, each holding at most ``max_series`` (the cap applies per shard). When the stack is sized from
+# ``detector_expected_series`` instead, each shard is planned at SHARD_FILL of its cap: series are spread by a hash
+# of their dimension values, so shards are even only on average (the count of one shard of 40,000 varies by about
+# 200 = 0.5 %); a tenth of room keeps a shard from refusing series of an even fleet, and leaves room to grow.
+SHARD_FILL = 0.9
+# At most this many shards: every (interval, shard) is one Firehose dynamic partition, and a delivery stream holds
+# 500 active partitions by default (a Firehose quota); 200 shards leave room for the late partitions of the
+# previous interval. Beyond this, split the fleet over stacks (or raise the quota and this bound).
+MAX_SHARDS = 200
+
+
+def shards_for(expected_series: int, max_series: int = DEFAULT_MAX_SERIES) -> int:
+    """Shards for ``expected_series`` when each holds at most ``max_series`` (planned at ``SHARD_FILL``)."""
+    if expected_series < 1:
+        raise ValueError(f"expected series must be at least 1, got {expected_series}")
+    per_shard = max(1, int(max_series * SHARD_FILL))
+    return max(1, -(-expected_series // per_shard))
+
+
 def detector_memory_mb(max_series: int) -> int:
     """The memory a detector holding ``max_series`` series needs (at least ``DETECTOR_MEMORY_MB``); above
     ``MAX_LAMBDA_MEMORY_MB`` raises ValueError (the series must be split over more detectors)."""

@@ -26,6 +26,7 @@ CONSOLE_BASE_URL = "CONSOLE_BASE_URL"  # optional: the console alerts link to (i
 HISTORY_PREFIX = "HISTORY_PREFIX"  # where the console archive writes the groups and feedback history (data bucket)
 MAX_SERIES = "MAX_SERIES"  # detector: cap on the series its model holds (bounded cardinality)
 MAX_NEW_SERIES = "MAX_NEW_SERIES"  # detector: cap on the series it starts per interval
+DETECTOR_SHARDS = "DETECTOR_SHARDS"  # transform, shard and merge functions: the detector's shards (unset = 1)
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"  # Powertools' own: the service in logs and metrics
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own: the CloudWatch namespace
 
@@ -44,6 +45,7 @@ NAMES: frozenset[str] = frozenset(
         HISTORY_PREFIX,
         MAX_SERIES,
         MAX_NEW_SERIES,
+        DETECTOR_SHARDS,
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE,
     }

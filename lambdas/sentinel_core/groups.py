@@ -62,6 +62,18 @@ def _finish(group: AnomalyGroup) -> AnomalyGroup:
     return group
 
 
+def extend_group(group: AnomalyGroup, points: Iterable[PointScore]) -> AnomalyGroup:
+    """``group`` with more points (a point of the same series and interval replaced); score, end and
+    contributions recomputed. The sharded detector's merge adds a late shard's points of an interval with it."""
+    new = list(points)
+    keys = {(p.series.id, to_utc(p.timestamp)) for p in new}
+    group.points = [p for p in group.points if (p.series.id, to_utc(p.timestamp)) not in keys] + new
+    ends = [to_utc(p.timestamp) for p in group.points]
+    if ends:
+        group.end = max(to_utc(group.end), *ends)
+    return _finish(group)
+
+
 class GroupTracker:
     """Open groups per measure, fed one interval at a time (online, like the detector)."""
 

@@ -58,7 +58,7 @@ GROUP_TTL_DAYS = 90
 ALERT_TTL_DAYS = 30
 FEEDBACK_TTL_DAYS = 90
 RUN_TTL_DAYS = 90  # like the groups: the console shows the runs and data quality of the groups it shows
-STATE_FILE = "model/state.bin.gz"  # sentinel_core.state_file
+STATE_FILE = layout.STATE_FILE  # sentinel_core.state_file
 LEGACY_STATE_FILE = "model/state.json.gz"  # the JSON state of earlier releases (read, never written)
 GROUPS_BY_START = "groups-by-start"  # GSI: pk + gsi_start (infra/state.py declares it)
 # Series whose scores a run item keeps in full; beyond, only the anomalous ones (gzip JSON of ~60 bytes a series:
@@ -150,8 +150,9 @@ def _iso(ts: datetime) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # Model state (S3)
 # ----------------------------------------------------------------------------------------------------------------
-def state_key(spec: PipelineSpec) -> str:
-    return layout.state_prefix(spec) + STATE_FILE
+def state_key(spec: PipelineSpec, shard: int | None = None) -> str:
+    """The single detector's state, or one shard's (``layout.state_key``)."""
+    return layout.state_key(spec, shard)
 
 
 def legacy_state_key(spec: PipelineSpec) -> str:
@@ -179,11 +180,24 @@ def read_state(body: objects.Readable) -> tuple[dict[str, Any], SeriesRecords]:
     return data, ((str(sid), base64.b64decode(rec, validate=True)) for sid, rec in series.items())
 
 
-def load_state(s3: S3Client, bucket: str, spec: PipelineSpec) -> dict[str, Any] | None:
+def load_state(s3: S3Client, bucket: str, spec: PipelineSpec, shards: int = 1) -> dict[str, Any] | None:
     """The saved state as one JSON-shaped dict (series records base64-encoded under ``detector.series``, as
     ``Detector.to_state``), or None when the detector never ran. For tools and tests: the detector itself streams
-    it (:func:`recover_state`)."""
-    for key in (state_key(spec), legacy_state_key(spec)):
+    it (:func:`recover_state`). ``shards`` > 1: the sharded detector's states as one (shard 0's header, every
+    shard's series; None while any shard has none)."""
+    if shards > 1:
+        parts = [_load_one(s3, bucket, [state_key(spec, k)]) for k in range(shards)]
+        found = [p for p in parts if p is not None]
+        if len(found) < shards:
+            return None
+        for p in found[1:]:
+            found[0]["detector"]["series"].update(p["detector"]["series"])
+        return found[0]
+    return _load_one(s3, bucket, [state_key(spec), legacy_state_key(spec)])
+
+
+def _load_one(s3: S3Client, bucket: str, keys: list[str]) -> dict[str, Any] | None:
+    for key in keys:
         try:
             obj = s3.get_object(Bucket=bucket, Key=key)
         except s3.exceptions.NoSuchKey:
@@ -214,20 +228,23 @@ class RecoveredState[T]:
 
 
 def recover_state[T](
-    s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[objects.Readable], T]
+    s3: S3Client, bucket: str, spec: PipelineSpec, parse: Callable[[objects.Readable], T], shard: int | None = None
 ) -> RecoveredState[T]:
     """The saved state parsed by ``parse`` from the object's body (``parse`` raises on an unreadable or implausible
     state); when the current object is not usable, its previous versions (the bucket is versioned), newest first,
     at most ``MAX_STATE_VERSIONS``; when none is usable ``state`` is None (the caller re-warms from history).
 
     No state object at all is not a problem: ``RecoveredState(None)`` with no problems (the detector never ran); a
-    state of an earlier release (``legacy_state_key``) is read when there is no compact one yet.
+    state of an earlier release (``legacy_state_key``) is read when there is no compact one yet. ``shard``: one
+    shard's state of the sharded detector (no legacy state: shards came with the compact file).
     """
-    key = state_key(spec)
+    key = state_key(spec, shard)
     out: RecoveredState[T] = RecoveredState(None)
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.NoSuchKey:
+        if shard is not None:
+            return out
         try:
             obj = s3.get_object(Bucket=bucket, Key=legacy_state_key(spec))
         except s3.exceptions.NoSuchKey:
@@ -261,7 +278,12 @@ def recover_state[T](
 
 
 def save_state(
-    s3: S3Client, bucket: str, spec: PipelineSpec, header: Mapping[str, Any], records: Iterable[tuple[str, bytes]]
+    s3: S3Client,
+    bucket: str,
+    spec: PipelineSpec,
+    header: Mapping[str, Any],
+    records: Iterable[tuple[str, bytes]],
+    shard: int | None = None,
 ) -> int:
     """Write the compact state file (one PUT: readers see the old or the new state, never half); returns its size.
 
@@ -271,7 +293,7 @@ def save_state(
         state_file.write(fh, dict(header), records)
         size = fh.tell()
         fh.seek(0)
-        s3.put_object(Bucket=bucket, Key=state_key(spec), Body=fh, ContentType="application/octet-stream")
+        s3.put_object(Bucket=bucket, Key=state_key(spec, shard), Body=fh, ContentType="application/octet-stream")
     return size
 
 
@@ -679,6 +701,50 @@ def put_run(
             ":trunc": {"BOOL": truncated},
             ":zero": {"N": "0"},
             ":ttl": {"N": str(_ttl(RUN_TTL_DAYS, now))},
+        },
+    )
+
+
+def add_to_run(
+    ddb: DynamoDBClient,
+    table: str,
+    detector_id: str,
+    run: RunRecord,
+    anomaly_threshold: float,
+    now: float | None = None,
+) -> None:
+    """Add a part of an interval to its execution record (the sharded detector: a shard that failed scores the
+    interval on a later run): counts are added, scores joined (the anomalous ones only beyond ``MAX_RUN_SERIES``);
+    without a record yet this is :func:`put_run`. ``run.failure_reason`` replaces the record's."""
+    got = ddb.get_item(TableName=table, Key=_run_key(detector_id, run.interval), ConsistentRead=True).get("Item")
+    if not got:
+        put_run(ddb, table, detector_id, run, anomaly_threshold, now)
+        return
+    old = _run_from_item(got)
+    counts = dict(old.counts)
+    for k, v in run.counts().items():
+        if k == "rejected":
+            merged = {str(r): int(n) for r, n in dict(counts.get("rejected") or {}).items()}
+            for r, n in v.items():
+                merged[r] = merged.get(r, 0) + int(n)
+            counts["rejected"] = dict(sorted(merged.items()))
+        else:
+            counts[k] = int(counts.get(k, 0) or 0) + int(v)
+    rows = old.scores()
+    rows.update(json.loads(gzip.decompress(_pack_scores(run.scores))))
+    truncated = old.scores_truncated or run.scores_truncated
+    if len(rows) > MAX_RUN_SERIES:
+        rows = {k: r for k, r in rows.items() if float(r[4] or 0.0) >= anomaly_threshold}
+        truncated = True
+    ddb.update_item(
+        TableName=table,
+        Key=_run_key(detector_id, run.interval),
+        UpdateExpression="SET failure_reason = :reason, counts = :counts, scores = :scores, scores_truncated = :trunc",
+        ExpressionAttributeValues={
+            ":reason": {"S": run.failure_reason},
+            ":counts": to_attr(counts),
+            ":scores": {"B": gzip.compress(json.dumps(rows, separators=(",", ":")).encode(), mtime=0)},
+            ":trunc": {"BOOL": truncated},
         },
     )
 

@@ -43,6 +43,14 @@ def _late_tolerance() -> int:
     return env.Environment.current().integer(env.SCHEDULE_OFFSET_SECONDS, DEFAULT_LATE_TOLERANCE_SECONDS)
 
 
+def _shards() -> int:
+    """``DETECTOR_SHARDS``; unset = 1, the single detector (its folders have no ``shard=`` part)."""
+    shards = env.Environment.current().integer(env.DETECTOR_SHARDS, 1)
+    if shards < 1:
+        raise env.ConfigError(f"{env.DETECTOR_SHARDS} must be at least 1, got {shards}")
+    return shards
+
+
 def _emit(summary: logic.BatchSummary, source: str) -> None:
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=summary.records_in)
     metrics.add_metric(name="RecordsOk", unit=MetricUnit.Count, value=summary.ok)
@@ -66,7 +74,7 @@ def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[
     spec = current_spec()
     source = "kinesis" if event.source_kinesis_stream_arn else "direct_put"
     logger.append_keys(invocation_id=event.get("invocationId"), delivery_stream=event.get("deliveryStreamArn"))
-    response, outcomes = logic.transform_batch(event.raw_event, spec, _late_tolerance())
+    response, outcomes = logic.transform_batch(event.raw_event, spec, _late_tolerance(), shards=_shards())
     for o in outcomes:
         if not o.ok:
             logger.warning(

@@ -16,7 +16,13 @@ list), else the record fails with ``identity_mismatch``; a record without the en
 ``missing_identity`` (it did not come through the rule).
 
 Reason codes of this module, beside those of ``sentinel_core.records``: ``not_base64``, ``missing_identity``,
-``identity_mismatch``, ``too_many_documents``, ``mixed_intervals``, ``response_too_large``, ``internal_error``.
+``identity_mismatch``, ``too_many_documents``, ``mixed_intervals``, ``mixed_shards``, ``response_too_large``,
+``internal_error``.
+
+**Shards** (``DETECTOR_SHARDS`` > 1, the detector's fan-out): the record's shard is ``state_file.shard_of`` of its
+dimension values in ``spec.dimensions`` order (every measure of a record goes to the same shard) and becomes the
+``shard`` partition key (``layout.partition_keys``). A record holding documents of several shards fails with
+``mixed_shards``, as one of several intervals does: Firehose gives one record one folder.
 
 Where does the failure reason end up? The Firehose response schema has no per-record reason field (only
 ``recordId``, ``result``, ``data`` and ``metadata``), and Firehose's ``processing-failed`` error documents carry
@@ -41,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sentinel_core import layout
+from sentinel_core import layout, state_file
 from sentinel_core.records import Record, RecordError, latest_accepted, validate_until
 from sentinel_core.spec import IOT_ENVELOPE_PAYLOAD, IOT_ENVELOPE_THING, THING_NAME, PipelineSpec
 
@@ -203,18 +209,33 @@ def _start_of(ts: datetime, step: int) -> int:
     return int(ts.timestamp() // step) * step
 
 
-_KEYS: dict[tuple[int, int], tuple[dict[str, str], int]] = {}
+_KEYS: dict[tuple[int, int, int], tuple[dict[str, str], int]] = {}
 
 
-def _partition(spec: PipelineSpec, start: int) -> tuple[dict[str, str], int]:
-    """Partition keys of the interval starting at epoch ``start`` and their compact-JSON length (cached)."""
-    key = (id(spec), start)
+def _partition(spec: PipelineSpec, start: int, shard: int = -1) -> tuple[dict[str, str], int]:
+    """Partition keys of the interval starting at epoch ``start`` (and of ``shard``; -1: not sharded) and their
+    compact-JSON length (cached per interval and shard)."""
+    key = (id(spec), start, shard)
     hit = _KEYS.get(key)
     if hit is None:
         if len(_KEYS) > 4096:
             _KEYS.clear()
-        keys = layout.partition_keys(datetime.fromtimestamp(start, tz=UTC), spec)
+        keys = layout.partition_keys(datetime.fromtimestamp(start, tz=UTC), spec, None if shard < 0 else shard)
         hit = _KEYS[key] = (keys, len(json.dumps(keys, separators=_COMPACT)))
+    return hit
+
+
+_SHARDS: dict[tuple[tuple[str, ...], int], int] = {}
+
+
+def shard_of_record(record: Record, shards: int) -> int:
+    """The record's shard (its dimension values, ``spec.dimensions`` order); cached: a fleet repeats its values."""
+    key = (record.dimensions, shards)
+    hit = _SHARDS.get(key)
+    if hit is None:
+        if len(_SHARDS) > 65536:
+            _SHARDS.clear()
+        hit = _SHARDS[key] = state_file.shard_of(record.dimensions, shards)
     return hit
 
 
@@ -222,7 +243,12 @@ def _partition(spec: PipelineSpec, start: int) -> tuple[dict[str, str], int]:
 # One record
 # ------------------------------------------------------------------------------------------------------------------
 def transform_record(
-    record_id: str, data_b64: str, arrival_ms: float, spec: PipelineSpec, late_tolerance_seconds: int = 0
+    record_id: str,
+    data_b64: str,
+    arrival_ms: float,
+    spec: PipelineSpec,
+    late_tolerance_seconds: int = 0,
+    shards: int = 1,
 ) -> Outcome:
     """Validate and normalise one Firehose record; invalid input becomes a failed ``Outcome`` with its reason."""
     try:
@@ -250,9 +276,18 @@ def transform_record(
                     f"one Firehose record holds documents of {len(starts)} intervals ({shown}); "
                     "send one record per document so each lands in its own interval folder",
                 )
+        shard = -1
+        if shards > 1:
+            shard = shard_of_record(docs[0], shards)
+            if len(docs) > 1 and any(shard_of_record(r, shards) != shard for r in docs):
+                raise RecordError(
+                    "mixed_shards",
+                    f"one Firehose record holds documents of several of the detector's {shards} shards; send one "
+                    "record per document so each lands in its own shard folder",
+                )
     except RecordError as exc:
         return Outcome(record_id, data_b64, len(raw), False, reason=exc.reason, message=str(exc), thing=thing)
-    keys, _ = _partition(spec, start)
+    keys, _ = _partition(spec, start, shard)
     late = arrival_ms / 1000.0 > start + step + late_tolerance_seconds
     lines = docs[0].to_json_line(spec) if len(docs) == 1 else "".join(r.to_json_line(spec) for r in docs)
     return Outcome(
@@ -269,7 +304,9 @@ def transform_record(
     )
 
 
-def safe_transform(record: Mapping[str, Any], spec: PipelineSpec, late_tolerance_seconds: int = 0) -> Outcome:
+def safe_transform(
+    record: Mapping[str, Any], spec: PipelineSpec, late_tolerance_seconds: int = 0, shards: int = 1
+) -> Outcome:
     """``transform_record`` for one raw Firehose record dict; an unexpected exception fails only this record."""
     record_id = str(record["recordId"])
     data = record.get("data")
@@ -277,7 +314,7 @@ def safe_transform(record: Mapping[str, Any], spec: PipelineSpec, late_tolerance
         if not isinstance(data, str):
             raise TypeError(f"record data must be a base64 string, got {type(data).__name__}")
         return transform_record(
-            record_id, data, float(record["approximateArrivalTimestamp"]), spec, late_tolerance_seconds
+            record_id, data, float(record["approximateArrivalTimestamp"]), spec, late_tolerance_seconds, shards
         )
     except Exception as exc:  # a bug or an odd event must not fail the whole batch
         return Outcome(
@@ -426,12 +463,13 @@ def transform_batch(
     spec: PipelineSpec,
     late_tolerance_seconds: int = 0,
     max_bytes: int = MAX_RESPONSE_BYTES,
+    shards: int = 1,
 ) -> tuple[dict[str, Any], list[Outcome]]:
     """Transform a whole Firehose event (Direct PUT or Kinesis-stream source). Every recordId comes back once."""
     records = event.get("records")
     if not isinstance(records, list):
         raise ValueError("not a Firehose transformation event: 'records' list missing")
-    outcomes = [safe_transform(r, spec, late_tolerance_seconds) for r in records]
+    outcomes = [safe_transform(r, spec, late_tolerance_seconds, shards) for r in records]
     return build_response(outcomes, max_bytes)
 
 

@@ -228,6 +228,15 @@ def demo(
         ),
     ] = None,
     emails: Annotated[bool, typer.Option(help="Print each alert's e-mail text, not only the SMS.")] = True,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=200,
+            help="Detector shards (context detector_shards): more than 1 plays the Step Functions fan-out (one "
+            "shard Lambda per shard, then the merge) on the same data; the figures match one detector's.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the whole pipeline offline (moto), as the preset's sources would feed it, and write OUT/report.html.
 
@@ -247,9 +256,10 @@ def demo(
     try:
         options = DemoOptions.for_preset(
             preset, days=days, hours=hours, locations=locations, anomalies=anomalies, start=live_start, seed=seed,
-            out=out,
+            out=out, shards=shards,
         )  # fmt: skip
-        console.rule(f"[bold]Metric Sentinel offline demo[/] · preset {preset} · seed {seed}")
+        sharded = f" · {shards} detector shards" if shards > 1 else ""
+        console.rule(f"[bold]Metric Sentinel offline demo[/] · preset {preset} · seed {seed}{sharded}")
         with RichObserver(console, show_email=emails) as observer:
             result = run_demo(options, observer)
     except (DemoError, SpecError) as exc:

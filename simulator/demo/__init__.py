@@ -67,7 +67,7 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
     run = _runner(options.preset)
     options.out.mkdir(parents=True, exist_ok=True)
     obs.phase("Synthesizing the CDK app (real synth of infra/)")
-    pipeline, synthesized = load_pipeline(spec, options.synth_dir or options.out / "cdk.out")
+    pipeline, synthesized = load_pipeline(spec, options.synth_dir or options.out / "cdk.out", options.shards)
     obs.note(
         ("Synthesized" if synthesized else "Reused the synthesized")
         + f" stack {pipeline.template.stack_name}: {len(pipeline.template.resources)} resources"

@@ -114,6 +114,9 @@ class DemoOptions:
     # per-row report knows; ecommerce's page views come from a web tier that validates them (none sent).
     malformed: bool = True
     synth_dir: Path | None = None  # cloud assembly to (re)use; default <out>/cdk.out
+    # The builtin detector's shards (context detector_shards): 1 = the single scheduled detector, more = the Step
+    # Functions fan-out played by the local runtime (same data, same groups and alerts).
+    shards: int = 1
 
     @classmethod
     def for_preset(
@@ -150,6 +153,8 @@ class DemoOptions:
             raise DemoError("--hours must be positive")
         if self.locations < 1:
             raise DemoError("--locations must be at least 1")
+        if not 1 <= self.shards <= 200:
+            raise DemoError("--shards must be 1 to 200 (the detector's shard bound)")
         if self.anomalies is not None and self.anomalies < 0:
             raise DemoError("--anomalies must not be negative")
 

@@ -42,7 +42,9 @@ class Stream:
     feed: readback.AlertFeed = field(init=False)
 
     def __post_init__(self) -> None:
-        env = self.pipeline.env_of("detector")
+        # the single detector, or the sharded detector's merge (it alerts): the same settings
+        sharded = "detector_merge" in self.pipeline.handler_packages()
+        env = self.pipeline.env_of("detector_merge" if sharded else "detector")
         self.topic_arn = env[environment.ALERT_TOPIC_ARN]
         self.offset = int(env.get(environment.SCHEDULE_OFFSET_SECONDS, "0") or 0)
         self.step = interval_seconds(self.spec.interval)
@@ -55,8 +57,11 @@ class Stream:
     def tick(self, now: datetime) -> None:
         """Run what is due by ``now`` (schedules, Firehose buffers); count the detector runs; read new alerts."""
         fired_at: datetime | None = None
+        machines = {sm.name for sm in self.pipeline.state_machines.values()}
         for name, at, response in self.pipeline.tick(now):
-            if self.pipeline.function(name).package != "detector":
+            if name in machines:  # the sharded detector: the execution's output is the merge's report
+                response = response.get("output") if isinstance(response, dict) else None
+            elif self.pipeline.function(name).package != "detector":
                 continue
             fired_at = at
             self.counts.detector_runs += 1
@@ -107,7 +112,7 @@ class Stream:
         objects = readback.list_objects(self.s3, self.bucket)
         live = readback.live_records(self.s3, self.bucket, spec, objects, counts)
         errors = readback.error_entries(self.pipeline, self.s3, self.bucket, spec, objects, counts)
-        saved = store.load_state(self.s3, self.bucket, spec)
+        saved = store.load_state(self.s3, self.bucket, spec, shards=self.options.shards)
         lambda_detector: dict[str, Any] = (saved or {}).get("detector", {})
         last = scoring.last_interval(lambda_detector) or (live_end - timedelta(seconds=self.step))
         context_from = live_start - min(live_end - live_start, timedelta(hours=6))  # some history in each plot

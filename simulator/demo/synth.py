@@ -25,15 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 STAMP = ".demo-source-hash"
 
 
-def synth_context(spec: PipelineSpec) -> dict[str, Any]:
-    """CDK context of the demo stack: the preset, the built-in engine and one e-mail and one SMS recipient."""
-    return {
+def synth_context(spec: PipelineSpec, shards: int = 1) -> dict[str, Any]:
+    """CDK context of the demo stack: the preset, the built-in engine and one e-mail and one SMS recipient (and
+    the detector's shards, only when more than one: the single detector's context stays as it was)."""
+    context: dict[str, Any] = {
         "preset": spec.preset,
         "engine": "builtin",
         "alert_emails": [DEMO_EMAIL],
         "alert_phones": [DEMO_PHONE],
         "console_base_url": CONSOLE_URL.rstrip("/"),  # the alerts link to the offline console's group pages
     }
+    if shards > 1:
+        context["detector_shards"] = shards
+    return context
 
 
 def not_played_notes(unsupported: list[str]) -> list[str]:
@@ -83,9 +87,9 @@ def synthesize(context: dict[str, Any], outdir: Path) -> None:
     build_app(dict(context), str(outdir))
 
 
-def load_pipeline(spec: PipelineSpec, outdir: Path) -> tuple[LocalPipeline, bool]:
+def load_pipeline(spec: PipelineSpec, outdir: Path, shards: int = 1) -> tuple[LocalPipeline, bool]:
     """The local runtime for the demo stack of ``spec``; (pipeline, True when it was synthesized now)."""
-    context = synth_context(spec)
+    context = synth_context(spec, shards)
     stamp = outdir / STAMP
     digest = source_hash(context)
     if (outdir / "manifest.json").exists() and stamp.exists() and stamp.read_text().strip() == digest:

@@ -18,6 +18,8 @@ from console_archive import app as console_archive_app
 from console_web import app as console_web_app
 from detector import app as detector_app
 from detector import runner
+from detector_merge import app as merge_app
+from detector_shard import app as shard_app
 from sentinel_core import environment
 from sentinel_core.spec import PipelineSpec
 from transform import app as transform_app
@@ -31,6 +33,8 @@ SPEC_ONLY = (environment.SENTINEL_SPEC,)
 HANDLERS: dict[str, tuple[tuple[str, ...], Loader, tuple[str, ...]]] = {
     "transform": (transform_app.REQUIRED_ENV, PipelineSpec.from_env, SPEC_ONLY),
     "detector": (detector_app.REQUIRED_ENV, runner.Settings.from_env, runner.REQUIRED_ENV),
+    "detector_shard": (shard_app.REQUIRED_ENV, runner.Settings.from_env, runner.REQUIRED_ENV),
+    "detector_merge": (merge_app.REQUIRED_ENV, runner.Settings.from_env, runner.REQUIRED_ENV),
     "automation": (automation_app.REQUIRED_ENV, PipelineSpec.from_env, SPEC_ONLY),
     "backtest_job": (job.REQUIRED_ENV, job.Settings.from_env, job.REQUIRED_ENV),
     "console_api": (console_api_app.REQUIRED_ENV, console_api_app.Settings.from_env, console_api_app.REQUIRED_ENV),
@@ -86,7 +90,26 @@ def test_a_loader_names_each_variable_it_requires_when_it_is_missing(
     required, load, loader_required = HANDLERS[role]
     assert set(loader_required) <= set(required)
     preset = "loyalty" if role == "backtest_job" else "air-quality"
-    deployed = _as_deployed(_functions(synth_cache(preset, "builtin"))[role])
+    extra = {"detector_shards": 2} if role.startswith("detector_") else {}
+    deployed = _as_deployed(_functions(synth_cache(preset, "builtin", **extra))[role])
     for name in loader_required:
         with pytest.raises(environment.ConfigError, match=name):
             load({k: v for k, v in deployed.items() if k != name})
+
+
+def test_the_shard_count_reaches_the_transform_and_the_detector(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DETECTOR_SHARDS: the same count on the transform (the shard partition key), the shards and the merge, and
+    what each handler reads; absent everywhere with one shard (that stack is as it always was)."""
+    functions = _functions(synth)
+    counts = {role: v.get(environment.DETECTOR_SHARDS) for role, v in functions.items()}
+    if "detector_shard" not in functions:
+        assert set(counts.values()) == {None}, counts
+        return
+    shards = {counts[r] for r in ("transform", "detector_shard", "detector_merge") if r in functions}
+    assert len(shards) == 1 and int(next(iter(shards)) or 0) > 1, counts
+    n = int(next(iter(shards)) or 0)
+    for role in ("detector_shard", "detector_merge"):
+        assert runner.Settings.from_env(_as_deployed(functions[role])).shards == n
+    if "transform" in functions:
+        monkeypatch.setenv(environment.DETECTOR_SHARDS, counts["transform"] or "")
+        assert transform_app._shards() == n

@@ -102,3 +102,42 @@ def test_prefix_keys_and_lookout_template_agree(interval: str, size: str, synth_
         read_by_lookout = render_lookout(lookout, start).removeprefix("s3://BUCKET/") + "/"
         assert written == read_by_lookout == layout.interval_folder(ts, spec), (interval, ts)
         assert layout.parse_interval_folder(written + "part-0001", spec) == start
+
+
+@pytest.mark.parametrize("location", ["B-101", "B-102", "C-7", "hall-12"])
+def test_sharded_prefix_keys_runner_and_local_runtime_agree(location: str, synth_cache: SynthCache) -> None:
+    """``detector_shards`` > 1: the transform (its shard count from the synthesized environment) picks the shard of
+    the record's dimension values, the synthesized Firehose prefix (rendered by the local runtime, as Firehose does)
+    writes ``<interval folder>/shard=k/``, and that is the folder the shard k run reads (``runner``), the shard
+    ``state_file.shard_of`` says."""
+    from detector import runner
+    from sentinel_core import state_file
+
+    s = synth_cache("air-quality", "builtin", detector_shards=4)
+    spec = s.spec()
+    _, stream = s.by_marker("delivery-stream")
+    prefix = stream["Properties"]["ExtendedS3DestinationConfiguration"]["Prefix"]
+    _, tf = s.by_marker("transform")
+    shards = int(tf["Properties"]["Environment"]["Variables"]["DETECTOR_SHARDS"])
+    _, shard_fn = s.by_marker("detector_shard")
+    assert shard_fn["Properties"]["Environment"]["Variables"]["DETECTOR_SHARDS"] == str(shards) == "4"
+    for ts in TIMES:
+        doc: dict[str, object] = {spec.timestamp_column: ts.strftime("%Y-%m-%d %H:%M:%S"), "LOCATION_ID": location}
+        doc.update({m.name: 1.5 + i for i, m in enumerate(spec.measures)})
+        record = {
+            "recordId": "r1",
+            "approximateArrivalTimestamp": int((ts + timedelta(seconds=30)).timestamp() * 1000),
+            "data": base64.b64encode(iot_rule_output(json.dumps(doc).encode(), location)).decode(),
+        }
+        response, _ = logic.transform_batch({"records": [record]}, spec, shards=shards)
+        (rec,) = response["records"]
+        assert rec["result"] == "Ok", rec
+        keys = dict(rec["metadata"]["partitionKeys"])
+        shard = state_file.shard_of((location,), shards)
+        assert keys == layout.partition_keys(ts, spec, shard)
+        written = render_firehose_prefix(prefix, keys, arrival=ts + timedelta(minutes=7))
+        settings = runner.Settings(spec=spec, bucket="b", topic_arn="t", table="x", detector_id="d", shards=shards)
+        read = layout.records_folder(ts, spec, settings.for_shard(shard).shard)
+        assert written == read == layout.shard_folder(ts, spec, shard)
+        assert written.startswith(layout.interval_folder(ts, spec))
+        assert layout.parse_interval_folder(written + "part-0001", spec) == floor_to_interval(ts, spec.interval)

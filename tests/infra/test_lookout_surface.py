@@ -115,7 +115,7 @@ def test_lookout_alerts_and_dimension_filter_list(full: Synth) -> None:
 def test_default_stack_keeps_one_alert_and_an_enabled_schedule(synth: Synth) -> None:
     assert synth.spec().dimension_filter == {}
     if synth.engine == "builtin":
-        _, det = synth.by_marker("detector")
+        _, det = synth.by_marker("detector" if synth.shards() == 1 else "detector_merge")
         assert "ALERT_ROUTES" not in det["Properties"]["Environment"]["Variables"]
         _, rule = synth.by_marker("detector-schedule")
         assert rule["Properties"]["State"] == "ENABLED"

@@ -172,16 +172,30 @@ def test_detector_errors_and_missed_schedule(synth: Synth) -> None:
         assert not any("DetectorFunction" in str(p.get("AlarmName", "")) for p in alarms(synth).values())
         return
     spec = get_preset(synth.preset)
-    fn_id, _ = synth.by_marker("detector")
-    missed = alarm_named(synth, "DetectorFunction-Usage")
+    single = synth.shards() == 1
+    # the fan-out: the merge runs once per run (the missed-run alarm), the state machine's failures are alarmed
+    fn_id, _ = synth.by_marker("detector" if single else "detector_merge")
+    missed = alarm_named(synth, "DetectorFunction-Usage" if single else "DetectorMergeFunction-Usage")
     assert metric_names(missed) == {"Invocations"}
     assert missed["ComparisonOperator"] == "LessThanThreshold" and missed["Threshold"] == 1
     assert missed["TreatMissingData"] == "breaching"
     stat = missed["Metrics"][0]["MetricStat"]
     assert stat["Period"] == min(MAX_EVALUATION_SECONDS, interval_seconds(spec.interval))
     assert stat["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
-    errors_id, _ = synth.by_marker("detector-errors-alarm")
-    assert synth.resources[errors_id]["Properties"]["MetricName"] == "Errors"
+    if single:
+        errors_id, _ = synth.by_marker("detector-errors-alarm")
+        assert synth.resources[errors_id]["Properties"]["MetricName"] == "Errors"
+        return
+    for marker, metric in (
+        ("detector-fanout-failed-alarm", "ExecutionsFailed"),
+        ("detector-fanout-timeout-alarm", "ExecutionsTimedOut"),
+    ):
+        alarm_id, _ = synth.by_marker(marker)
+        props = synth.resources[alarm_id]["Properties"]
+        assert props["MetricName"] == metric and props["Namespace"] == "AWS/States"
+        assert props["Threshold"] == 1 and props["AlarmActions"]
+    shards_failed = alarm_named(synth, "DetectorShardsFailed")
+    assert metric_names(shards_failed) == {"ShardsFailed"} and shards_failed["Threshold"] == 1
 
 
 def test_every_dead_letter_queue_has_a_not_empty_alarm(synth: Synth) -> None:
@@ -219,12 +233,14 @@ def test_outputs_name_the_dashboard_and_the_operations_topic(synth: Synth) -> No
 
 
 def test_detector_contained_failures_alarm_at_the_first_occurrence(synth: Synth) -> None:
-    from infra.monitoring import DETECTOR_CONTAINED
+    from infra.monitoring import DETECTOR_CONTAINED, SHARD_CONTAINED
 
     if synth.engine != "builtin":
         return
     for name, _, _ in DETECTOR_CONTAINED:
-        alarm = alarm_named(synth, f"Detector{name}")
+        # the fan-out: what a shard contains is alarmed on the shards' metric, the rest on the merge's
+        shard_side = synth.shards() > 1 and name in SHARD_CONTAINED
+        alarm = alarm_named(synth, f"DetectorShard{name}" if shard_side else f"Detector{name}")
         assert metric_names(alarm) == {name}
         assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 

@@ -27,7 +27,13 @@ def test_every_stage_is_there_once(synth: Synth) -> None:
     markers = synth.markers()
     expected = {"data-bucket", "access-log-bucket", "data-key", "delivery-stream", "transform", "alert-topic"}
     if synth.engine == "builtin":
-        expected |= {"detector", "detector-schedule", "detector-dlq", "anomaly-table", "idempotency-table"}
+        expected |= {"detector-schedule", "detector-dlq", "anomaly-table", "idempotency-table"}
+        if synth.shards() > 1:  # the fan-out: no single detector
+            expected |= {"detector_shard", "detector_merge", "detector-state-machine"}
+            assert "detector" not in markers
+        else:
+            expected |= {"detector"}
+            assert not markers & {"detector_shard", "detector_merge", "detector-state-machine"}
         assert "lookout-detector" not in markers
     else:
         expected |= {"lookout-detector", "lookout-alert"}
@@ -52,7 +58,8 @@ def test_firehose_writes_the_layout(synth: Synth) -> None:
     spec = synth.spec()
     _, stream = synth.by_marker("delivery-stream")
     dest = stream["Properties"]["ExtendedS3DestinationConfiguration"]
-    assert dest["Prefix"] == layout.firehose_prefix(spec)
+    assert dest["Prefix"] == layout.firehose_prefix(spec, synth.shards())
+    assert ("shard=" in dest["Prefix"]) == (synth.shards() > 1)
     assert dest["ErrorOutputPrefix"] == layout.firehose_error_prefix(spec)
     assert dest["BufferingHints"] == {"IntervalInSeconds": FIREHOSE_BUFFER_SECONDS, "SizeInMBs": BUFFER_MB}
     assert dest["DynamicPartitioningConfiguration"]["Enabled"] is True
@@ -108,8 +115,8 @@ def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None
 
 
 def test_builtin_detector_wiring(synth: Synth) -> None:
-    if synth.engine != "builtin":
-        pytest.skip("builtin engine only")
+    if synth.engine != "builtin" or synth.shards() > 1:
+        pytest.skip("the single builtin detector only (the fan-out: tests/infra/test_detector_fanout.py)")
     t = Template.from_json(synth.template)
     spec = synth.spec()
     det_id, det = synth.by_marker("detector")
@@ -363,9 +370,23 @@ def test_no_wildcard_actions(synth: Synth) -> None:
         assert "NotAction" not in s, f"{lid} uses NotAction"
 
 
+SFN_LOG_DELIVERY = {
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+}
+
+
 def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
     """Resource ``*`` only where AWS offers no resource-level permission (and key policies' own key)."""
     allowed_star = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "iot:DescribeEndpoint"}
+    # the fan-out's state machine: X-Ray sampling and CloudWatch Logs' vended-log delivery (no resource ARNs)
+    allowed_star |= {"xray:GetSamplingRules", "xray:GetSamplingTargets", *SFN_LOG_DELIVERY}
     checked = 0
     for lid, s in all_statements(synth):
         if s["Effect"] != "Allow" or s.get("Resource") != "*":
@@ -373,6 +394,9 @@ def test_allow_statements_never_wildcard_everything(synth: Synth) -> None:
         checked += 1
         if synth.resources[lid]["Type"] == "AWS::KMS::Key":
             root = ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]
+            if s["Principal"] == {"Service": "logs.amazonaws.com"}:  # the state machine's log group key (fan-out)
+                assert "kms:Decrypt" in as_list(s["Action"]) and not any("*" in a for a in as_list(s["Action"]))
+                continue
             if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}:  # operations topic key (monitoring)
                 assert set(as_list(s["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey"}, f"{lid}: {s}"
                 assert s["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
@@ -405,6 +429,8 @@ def test_outputs_the_operator_tools_read(synth: Synth) -> None:
     outputs = Template.from_json(synth.template).find_outputs("*")
     expected = {"DataBucketName", "DeliveryStreamName", "AlertTopicArn", "LivePrefix", "HistoricalPrefix"}
     if synth.engine == "builtin":
-        expected |= {"DetectorFunctionName", "DetectorId", "AnomalyTableName"}
+        single = synth.shards() == 1
+        expected |= {"DetectorFunctionName" if single else "DetectorStateMachineArn", "DetectorId", "AnomalyTableName"}
+        expected |= {"DetectorScheduleRuleName", "DetectorResumeKey"}
         assert outputs["DetectorId"]["Value"] == default_detector_id(synth.preset)
     assert expected <= set(outputs)

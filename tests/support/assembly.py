@@ -50,6 +50,14 @@ class Synth:
             if MARKER_METADATA_KEY in v.get("Metadata", {})
         }
 
+    def shards(self) -> int:
+        """The builtin detector's shards: 1 for the single scheduled detector (and for engine lookout), more for the
+        Step Functions fan-out (its shard function's ``DETECTOR_SHARDS``)."""
+        found = [
+            v for v in self.resources.values() if v.get("Metadata", {}).get(MARKER_METADATA_KEY) == "detector_shard"
+        ]
+        return int(found[0]["Properties"]["Environment"]["Variables"]["DETECTOR_SHARDS"]) if found else 1
+
     def spec(self) -> PipelineSpec:
         """The spec the transform function runs with (its SENTINEL_SPEC environment variable)."""
         _, fn = self.by_marker("transform")

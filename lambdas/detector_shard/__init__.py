@@ -1,0 +1,1 @@
+"""The sharded detector's shard function (``app.lambda_handler``; the work is ``detector.shard``)."""
