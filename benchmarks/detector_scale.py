@@ -13,14 +13,14 @@ Each size runs in a fresh subprocess (so its memory figures are its own), in two
    data as five Firehose-like gzip JSON-lines objects (every location reports once a minute; 3 measures per
    location, so N / 3 locations);
 2. *run* (measured): a moto server (S3 / DynamoDB / SNS) started in ANOTHER process and reached over HTTP, the
-   files uploaded, then ``detector.runner.run`` once. So this process pays what the Lambda pays (the state streamed
-   from S3 and decoded, the listing and the objects read over a socket, the DynamoDB writes, the state encoded,
-   check-summed and sent), and none of moto's own work: in-process moto (``mock_aws``) kept every body in this
-   process and copied the state upload whole several times (46 of 78 CPU seconds at 200k series, quadratic in the
-   state's size). CPU is ``time.process_time`` of the run, wall ``time.perf_counter`` (it includes waiting for the
-   moto server, whose own CPU is printed apart as ``moto s``: on this shared 2-core machine it competes with the
-   run), peak memory the process's high-water RSS (``ru_maxrss``, checked to be reached during the run) minus its
-   RSS just before the run, per series.
+   files uploaded, then ``detector.app.run`` once (``runner.run`` as the handler runs it). So this process pays
+   what the Lambda pays (the state streamed from S3 and decoded, the listing and the objects read over a socket,
+   the DynamoDB writes, the state encoded, check-summed and sent), and none of moto's own work: in-process moto
+   (``mock_aws``) kept every body in this process and copied the state upload whole several times (46 of 78 CPU
+   seconds at 200k series, quadratic in the state's size). CPU is ``time.process_time`` of the run, wall
+   ``time.perf_counter`` (it includes waiting for the moto server, whose own CPU is printed apart as ``moto s``: on
+   this shared 2-core machine it competes with the run), peak memory the process's high-water RSS (``ru_maxrss``,
+   checked to be reached during the run) minus its RSS just before the run, per series.
 
 ``--fanout TOTAL:SHARDS``: TOTAL series split over SHARDS shard runs executed one after another (each a whole run
 over its own state and data, what one shard Lambda does); prints the slowest shard and the total CPU, and the wall
@@ -183,7 +183,7 @@ def measure(n_series: int, folder: Path) -> dict[str, Any]:
 
 
 def _measure(n_series: int, folder: Path, endpoint: str, server_pid: int, boto3: Any, config: Any) -> dict[str, Any]:
-    from detector import runner
+    from detector import app, runner
     from sentinel_core import layout, store
     from sentinel_core.spec import get_preset
 
@@ -226,7 +226,7 @@ def _measure(n_series: int, folder: Path, endpoint: str, server_pid: int, boto3:
     before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     moto0 = _cpu_of(server_pid)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    report = runner.run(clients, settings, CLOSED, wall_now=CLOSED + timedelta(minutes=10))
+    report = app.run(clients, settings, CLOSED, wall_now=CLOSED + timedelta(minutes=10))  # as the handler runs it
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     moto_cpu = _cpu_of(server_pid) - moto0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux: the run's high-water mark
