@@ -603,7 +603,7 @@ class IntervalValues:
     memory holds the admitted series only, whatever the number of invented ones (13.4).
 
     Cells are found by the record's dimension values, then by measure (plain tuples and strings: their hashes are
-    C-level, a ``SeriesKey`` and its id are built once per series, not once per record and measure)."""
+    C-level); a ``SeriesKey`` and its id are built once per series, not once per record and measure."""
 
     start: datetime
     step: int
@@ -643,10 +643,13 @@ class IntervalValues:
             self.seen.add(h)
         self.records += 1
         row = self.cells.get(rec.dimensions)
+        dims: tuple[tuple[str, str], ...] | None = None  # built for a new series, shared by the record's measures
         for measure, value in rec.values.items():
             cell = row.get(measure) if row is not None else None
             if cell is None:
-                key = SeriesKey(measure, tuple(zip(self.dimensions, rec.dimensions, strict=True)))
+                if dims is None:
+                    dims = tuple(zip(self.dimensions, rec.dimensions, strict=True))
+                key = SeriesKey(measure, dims)
                 if not self.detector.has_series(key.id):
                     if self.room <= 0:
                         h = hash(key)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,11 +23,9 @@ class SeriesKey:
     measure: str
     dimensions: tuple[tuple[str, str], ...] = ()  # (dimension name, value) in the spec's order
 
-    @cached_property
+    @property
     def id(self) -> str:
-        """Stable, human-readable id: ``CO|LOCATION_ID=B-101`` (used by feedback and the CLI). Built once per key
-        (a run asks a key for it to admit, score, group and record the series; fields are frozen, so it never
-        goes stale; it is not a field: equality, order, hash and repr are unchanged)."""
+        """Stable, human-readable id: ``CO|LOCATION_ID=B-101`` (used by feedback and the CLI)."""
         dims = ",".join(f"{_escape(k)}={_escape(v)}" for k, v in self.dimensions)
         return f"{_escape(self.measure)}|{dims}" if dims else _escape(self.measure)
 
