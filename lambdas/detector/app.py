@@ -13,8 +13,10 @@ guarantees each (group, interval) alert is published once (see ``sentinel_core.s
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -40,6 +42,36 @@ tracer = Tracer()
 
 RUN_IDEMPOTENCY_SECONDS = 2 * 86400  # longer than EventBridge's 24 h retry window
 REQUIRED_ENV = (*runner.REQUIRED_ENV, env.IDEMPOTENCY_TABLE)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the duration of one run (reference counting still frees the rest).
+
+    Why: a run holds the whole model (one object per series, ``Detector``) and builds its interval's keys, cells and
+    scores, all alive until the state is saved and none in a reference cycle; every full collection walks all of
+    them for nothing. Measured (``benchmarks/detector_scale.py``, 200k series): 10 full collections took ~13 % of the
+    run's CPU. The run leaves almost no cyclic garbage (67 objects, 0.3 MB after a 50k-series run), collected as
+    usual once the collector is back on. A collector that was already off stays off."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def run(
+    clients: runner.Clients,
+    settings: runner.Settings,
+    closed: datetime,
+    time_left: Callable[[], int] | None = None,
+    wall_now: datetime | None = None,
+) -> runner.RunReport:
+    """``runner.run`` as the handler runs it: with the cyclic collector paused (:func:`collector_paused`)."""
+    with collector_paused():
+        return runner.run(clients, settings, closed, time_left, wall_now=wall_now)
 
 
 @dataclass
@@ -69,7 +101,7 @@ def runtime() -> Runtime:
 
     def process(*, job: dict[str, str], time_left: Callable[[], int] | None = None) -> dict[str, Any]:
         closed = datetime.fromisoformat(job["interval"])
-        return runner.run(clients, settings, closed, time_left).to_dict()
+        return run(clients, settings, closed, time_left).to_dict()
 
     once = idempotent_function(
         process, data_keyword_argument="job", persistence_store=persistence, config=config, key_prefix="detector-run"

@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -628,10 +629,24 @@ def interval_records(
             quarantine_object(report, key, exc)
 
 
+class _Cell:
+    """One admitted series' running aggregate (its key built once, when the series is first seen)."""
+
+    __slots__ = ("count", "key", "total")
+
+    def __init__(self, key: SeriesKey) -> None:
+        self.key = key
+        self.total = 0.0
+        self.count = 0.0
+
+
 @dataclass
 class IntervalValues:
     """One interval aggregated (SUM / AVG per series) with the admission of new series done while streaming, so
-    memory holds the admitted series only, whatever the number of invented ones (13.4)."""
+    memory holds the admitted series only, whatever the number of invented ones (13.4).
+
+    Cells are found by the record's dimension values, then by measure (plain tuples and strings: their hashes are
+    C-level); a ``SeriesKey`` and its id are built once per series, not once per record and measure."""
 
     start: datetime
     step: int
@@ -640,16 +655,23 @@ class IntervalValues:
     detector: Detector
     room: int  # new series this interval may still start
     dedupe: bool
-    cells: dict[SeriesKey, list[float]] = field(default_factory=dict)
+    cells: dict[tuple[str, ...], dict[str, _Cell]] = field(default_factory=dict)  # dimension values -> measure ->
     seen: set[int] = field(default_factory=set)  # hashes of the records kept (duplicates dropped)
     refused: set[int] = field(default_factory=set)  # hashes of the refused series (counted once each)
     refused_sample: list[str] = field(default_factory=list)
     records: int = 0
     wrong_interval: int = 0
     duplicates: int = 0
+    # The last timestamp checked against the interval and its verdict: records come in runs of one timestamp
+    # (parse_timestamp hands out one datetime per distinct text), one floor computation per run, bounded memory.
+    _last_ts: datetime | None = field(default=None, init=False, repr=False)
+    _last_ok: bool = field(default=False, init=False, repr=False)
 
     def add(self, rec: Record) -> None:
-        if floor_to_interval(rec.timestamp, self.step) != self.start:
+        ts = rec.timestamp
+        if ts is not self._last_ts:
+            self._last_ts, self._last_ok = ts, floor_to_interval(ts, self.step) == self.start
+        if not self._last_ok:
             self.wrong_interval += 1
             return
         if self.dedupe:
@@ -657,17 +679,20 @@ class IntervalValues:
             # and Firehose deliver at least once, so a redelivered message lands in S3 twice; counted twice it would
             # double a SUM and skew an AVG. Two genuinely different readings never share all of these fields
             # (timestamps are kept to the second). A hash is kept, not the record.
-            h = hash((rec.timestamp, rec.dimensions, tuple(sorted(rec.values.items()))))
+            h = hash((ts, rec.dimensions, tuple(sorted(rec.values.items()))))
             if h in self.seen:
                 self.duplicates += 1
                 return
             self.seen.add(h)
         self.records += 1
-        dims = tuple(zip(self.dimensions, rec.dimensions, strict=True))
+        row = self.cells.get(rec.dimensions)
+        dims: tuple[tuple[str, str], ...] | None = None  # built for a new series, shared by the record's measures
         for measure, value in rec.values.items():
-            key = SeriesKey(measure, dims)
-            cell = self.cells.get(key)
+            cell = row.get(measure) if row is not None else None
             if cell is None:
+                if dims is None:
+                    dims = tuple(zip(self.dimensions, rec.dimensions, strict=True))
+                key = SeriesKey(measure, dims)
                 if not self.detector.has_series(key.id):
                     if self.room <= 0:
                         h = hash(key)
@@ -676,14 +701,22 @@ class IntervalValues:
                             _note(self.refused_sample, key.id)
                         continue
                     self.room -= 1
-                cell = self.cells[key] = [0.0, 0.0]
-            cell[0] += value
-            cell[1] += 1.0
+                if row is None:  # a row only for admitted series (a refused one leaves nothing but its hash)
+                    row = self.cells[rec.dimensions] = {}
+                cell = row[measure] = _Cell(key)
+            cell.total += value
+            cell.count += 1.0
 
     def values(self) -> dict[SeriesKey, float]:
+        """The aggregates in series order (``SeriesKey`` order is (measure, dimension values) with the same names
+        everywhere: sorted here on plain tuples, so the detector's own sort finds them in order)."""
+        cells = sorted(
+            (((measure, dims), cell) for dims, row in self.cells.items() for measure, cell in row.items()),
+            key=itemgetter(0),
+        )
         return {
-            key: (total / count if self.aggregations.get(key.measure, "SUM") == "AVG" else total)
-            for key, (total, count) in self.cells.items()
+            c.key: (c.total / c.count if self.aggregations.get(c.key.measure, "SUM") == "AVG" else c.total)
+            for _, c in cells
         }
 
 

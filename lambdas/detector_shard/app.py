@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from detector import runner, shard
-from detector.app import emit_metrics
+from detector.app import collector_paused, emit_metrics
 from sentinel_core import environment as env
 
 logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "detector_shard"))
@@ -58,7 +58,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             emit_metrics(runner.refused_report(event, wall).to_dict())
             return {"shard": k, "refused": True}
         closed = runner.closed_interval(event, rt.settings)
-        out = shard.run_shard(rt.clients, rt.settings.for_shard(k), closed, context.get_remaining_time_in_millis)
+        with collector_paused():  # as the single detector's run (detector.app.collector_paused: why)
+            out = shard.run_shard(rt.clients, rt.settings.for_shard(k), closed, context.get_remaining_time_in_millis)
     except Exception:
         metrics.add_metric(name="ShardRunsFailed", unit=MetricUnit.Count, value=1)
         raise

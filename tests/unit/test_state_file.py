@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
+import json
 import math
 import random
+import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -91,3 +94,80 @@ def test_shards_are_stable_and_spread() -> None:
     assert min(counts) > 800
     with pytest.raises(ValueError, match="at least 1"):
         state_file.shard_of(["x"], 0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The blocked writer and reader (issue 16 performance work): the same bytes and the same records as one call per record
+# ------------------------------------------------------------------------------------------------------------------
+def _reference_file(header: dict[str, object], records: list[tuple[str, bytes]]) -> bytes:
+    """The file as the first release wrote it: one gzip write per record (the format's plain definition)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=state_file.COMPRESS_LEVEL, mtime=0) as gz:
+        head = json.dumps(header, separators=(",", ":")).encode()
+        gz.write(state_file.MAGIC + bytes([state_file.FILE_VERSION]) + struct.pack("<I", len(head)) + head)
+        for sid, blob in records:
+            key = sid.encode()
+            gz.write(struct.pack("<H", len(key)) + key + struct.pack("<I", len(blob)) + blob)
+    return out.getvalue()
+
+
+def _reference_records(raw: bytes) -> list[tuple[str, bytes]]:
+    """Records cut out of the decompressed bytes after the header, by the format's definition."""
+    (n,) = struct.unpack_from("<I", raw, 5)
+    pos, out = 9 + n, []
+    while pos < len(raw):
+        (k,) = struct.unpack_from("<H", raw, pos)
+        sid = raw[pos + 2 : pos + 2 + k].decode()
+        (m,) = struct.unpack_from("<I", raw, pos + 2 + k)
+        out.append((sid, raw[pos + 6 + k : pos + 6 + k + m]))
+        pos += 6 + k + m
+    return out
+
+
+_RECORDS = st.dictionaries(st.text(min_size=1, max_size=30), st.binary(max_size=3000), max_size=25).map(
+    lambda d: sorted(d.items())
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_RECORDS, st.integers(min_value=1, max_value=9000))
+def test_blocked_writer_and_reader_give_the_formats_bytes_and_records(
+    records: list[tuple[str, bytes]], block: int
+) -> None:
+    header: dict[str, object] = {"format": 1, "detector": {"last": 7}}
+    blob = state_file.to_bytes(header, records)
+    assert blob == _reference_file(header, records)  # byte-identical to one write per record
+    f = gzip.GzipFile(fileobj=io.BytesIO(blob))
+    assert state_file.read_header(f) == header
+    got = list(state_file.read_records(f, block=block))  # any block size: records straddle the block edges
+    assert got == records == _reference_records(gzip.decompress(blob))
+    assert state_file.to_bytes(header, got) == blob  # read back and written again: the same file
+
+
+@settings(max_examples=40, deadline=None)
+@given(_RECORDS.filter(bool), st.integers(min_value=1, max_value=64), st.data())
+def test_a_stream_cut_anywhere_gives_whole_records_then_a_clear_error(
+    records: list[tuple[str, bytes]], block: int, data: st.DataObject
+) -> None:
+    body = b"".join(
+        len(k.encode()).to_bytes(2, "little") + k.encode() + len(v).to_bytes(4, "little") + v for k, v in records
+    )
+    cut = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
+    ends = set(itertools.accumulate(6 + len(k.encode()) + len(v) for k, v in records))
+    reader = state_file.read_records(io.BytesIO(body[:cut]), block=block)
+    if cut in ends or cut == 0:  # a cut at a record's end reads as a shorter file (the gzip trailer catches that)
+        assert list(reader) == records[: sorted(ends | {0}).index(cut)]
+    else:
+        with pytest.raises(state_file.StateFileError, match="cut short"):
+            list(reader)
+
+
+def test_a_detectors_state_round_trips_byte_identically_and_scores_the_same() -> None:
+    det = trained(40, 700, seed=3)
+    header = {"detector": det.to_state_header()}
+    blob = state_file.to_bytes(header, det.iter_series_bytes())
+    back = round_trip(det)
+    assert state_file.to_bytes({"detector": back.to_state_header()}, back.iter_series_bytes()) == blob
+    at = T0 + timedelta(minutes=5 * 700)
+    nxt = {SeriesKey("CO", (("LOCATION_ID", f"L-{i}"),)): 2.0 + (6 if i % 7 == 0 else 0) for i in range(40)}
+    assert det.score(at, nxt) == back.score(at, nxt)
