@@ -11,7 +11,8 @@ Each size runs in a fresh subprocess (so its memory figures are its own), in two
    records come from different prototypes, so the state does not compress unrealistically) is written as the
    compact state file, and the next PT5M interval's
    data as five Firehose-like gzip JSON-lines objects (every location reports once a minute; 3 measures per
-   location, so N / 3 locations);
+   location, so N / 3 locations; one location in ``SPIKE_EVERY`` spikes, so groups, alerts and the merge have
+   work);
 2. *run* (measured): a moto server (S3 / DynamoDB / SNS) started in ANOTHER process and reached over HTTP, the
    files uploaded, then ``detector.app.run`` once (``runner.run`` as the handler runs it). So this process pays
    what the Lambda pays (the state streamed from S3 and decoded, the listing and the objects read over a socket,
@@ -71,6 +72,9 @@ CLOSED = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # the interval scored (the st
 TRAIN_INTERVALS = 720  # 2.5 days of PT5M: the seasonal profile is filled and in use
 PROTOTYPES = 64  # distinct trained series the state is cloned from (different levels and noise)
 MEASURES = ("CO", "SO2", "NO2")
+# One location in this many spikes x3 in the measured interval: the run groups, stores and alerts real anomalies (and
+# the merge has points to group) as an interval of a large fleet would, not a silent interval.
+SPIKE_EVERY = 100
 
 
 def _page_rss_kb() -> int:
@@ -107,7 +111,8 @@ def setup(n_series: int, out: Path, seed: int = 7, shard: int | None = None, sha
         n_series = len(locations) * len(MEASURES)
     # a shard's state says how many shards it was made for (another count would re-warm it: runner.run)
     header = State(proto, extra={"shards": shards} if shard is not None else {}).header()
-    factors = {loc: scale[i % PROTOTYPES] for i, loc in enumerate(locations)}
+    # the same prototype as the location's state record below (by its number: a shard keeps only some locations)
+    factors = {loc: scale[int(loc[2:]) % PROTOTYPES] for loc in locations}
 
     def records() -> Any:
         ids = sorted(SeriesKey(m, (("LOCATION_ID", loc),)).id for loc in locations for m in MEASURES)
@@ -127,6 +132,8 @@ def setup(n_series: int, out: Path, seed: int = 7, shard: int | None = None, sha
             f = factors[loc]
             hour = folder_ts.hour + folder_ts.minute / 60
             v = round(f * (10 + 2 * math.sin(2 * math.pi * hour / 24)) + rng.gauss(0, 0.2), 3)
+            if int(loc[2:]) % SPIKE_EVERY == 0:
+                v = round(3 * v, 3)
             lines.append(f'{{"TIMESTAMP":"{ts}","LOCATION_ID":"{loc}","CO":{v},"SO2":{v},"NO2":{v}}}\n')
         (out / f"part-{minute}.gz").write_bytes(gzip.compress("".join(lines).encode(), compresslevel=1))
     info = {"series": count, "state_bytes": (out / "state.bin.gz").stat().st_size, "locations": len(locations)}
