@@ -219,7 +219,8 @@ class FanoutDetector(Construct):
                 sid="ListOwnState",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [state]}},
+                # ... and the shard results of earlier runs (a merge that failed for good leaves them unread).
+                conditions={"StringLike": {"s3:prefix": [state, f"{results}*"]}},
             )
         )
         fn.allow("ReadShardResults", ["s3:GetObject"], [bucket.arn_for_objects(f"{results}*")])

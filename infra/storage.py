@@ -10,6 +10,8 @@ from sentinel_core import layout
 from infra.common import mark, sentinel_key
 from infra.config import SentinelConfig
 
+SHARD_RESULTS_DAYS = 7  # see DataLake._shard_results_rule
+
 
 class DataLake(Construct):
     """KMS-encrypted (rotating key), versioned, TLS-only, private bucket with lifecycle rules and access logs."""
@@ -70,7 +72,24 @@ class DataLake(Construct):
                 ),
                 s3.LifecycleRule(id="ExpireOldVersions", noncurrent_version_expiration=Duration.days(30)),
                 s3.LifecycleRule(id="AbortUploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
+                *self._shard_results_rule(config),
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         mark(self.bucket, "data-bucket")
+
+    @staticmethod
+    def _shard_results_rule(config: SentinelConfig) -> list[s3.LifecycleRule]:
+        """Sharded detector only: the shards' hand-offs to the merge expire after a week. The merge reads them
+        within the hour (its own run, or the next runs' catch-up window: ``detector.merge.LATE_WINDOW``); a week
+        keeps them for looking into a failed run. One shard writes none, so its template has no such rule."""
+        if config.detector_shards <= 1:
+            return []
+        return [
+            s3.LifecycleRule(
+                id="ExpireShardResults",
+                prefix=layout.shard_results_prefix(config.spec),
+                expiration=Duration.days(SHARD_RESULTS_DAYS),
+            )
+        ]
+

@@ -6,7 +6,10 @@ Input: the Map's results, one per shard: ``{"shard": k, "key": <its result in S3
 machine's Catch). The merge:
 
 1. reads each result (``fanout.decode``; an unreadable one counts its shard as failed) and its own small state
-   (``layout.merge_state_key``: the open groups, the (interval, shard) pairs merged recently, failed alerts);
+   (``layout.merge_state_key``: the open groups, the (interval, shard) pairs merged recently, failed alerts, the
+   result keys it has read); also the results of the last ``LATE_WINDOW`` runs it never read
+   (``layout.shard_results_run_prefix``): a merge that failed for good (its execution failed after the retries)
+   leaves shard results whose shards' states have moved on, and the next merge puts them in;
 2. publishes the alerts earlier merges failed to publish (``runner.retry_alerts``);
 3. per interval, oldest first, keeps only the (interval, shard) pairs it has not merged yet (a retried merge adds
    nothing twice), then:
@@ -35,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from sentinel_core import fanout, groups, layout, store
+from sentinel_core import fanout, groups, layout, objects, store
 from sentinel_core.intervals import to_utc
 from sentinel_core.model import AnomalyGroup
 
@@ -47,6 +50,7 @@ MERGE_STATE_FORMAT = 1
 MERGED_KEY = "merged"  # state: interval iso -> shards merged (the last LATE_WINDOW intervals)
 RECENT_KEY = "recent"  # state: groups touched in the last LATE_WINDOW intervals (id, measure, kind, start, end)
 LAST_KEY = "last"  # state: the newest interval merged
+READ_KEY = "read"  # state: run (closed interval iso) -> result keys read (the last LATE_WINDOW runs)
 # How far back a shard may catch up and still be merged into its interval's groups: the single detector's late
 # window (12 intervals: an hour at PT5M); an older interval of a late shard opens its own groups.
 LATE_WINDOW = runner.LATE_WINDOW
@@ -72,6 +76,17 @@ class MergeState:
         done[iso] = sorted(set(done.get(iso, [])) | shards)
         newest = max(to_utc(datetime.fromisoformat(k)) for k in done)
         cutoff = newest - timedelta(seconds=step * LATE_WINDOW)
+        for k in [k for k in done if to_utc(datetime.fromisoformat(k)) < cutoff]:
+            del done[k]
+
+    def was_read(self, closed: datetime, key: str) -> bool:
+        return key in self.extra.get(READ_KEY, {}).get(to_utc(closed).isoformat(), [])
+
+    def note_read(self, closed: datetime, keys: list[str], step: int) -> None:
+        done: dict[str, list[str]] = self.extra.setdefault(READ_KEY, {})
+        iso = to_utc(closed).isoformat()
+        done[iso] = sorted(set(done.get(iso, [])) | set(keys))
+        cutoff = to_utc(closed) - timedelta(seconds=step * LATE_WINDOW)
         for k in [k for k in done if to_utc(datetime.fromisoformat(k)) < cutoff]:
             del done[k]
 
@@ -136,6 +151,7 @@ class MergeReport(runner.RunReport):
     shard_errors: list[str] = field(default_factory=list)
     intervals_merged: int = 0
     late_intervals: int = 0  # intervals a catching-up shard reported after they were merged
+    earlier_results: int = 0  # results of earlier runs whose merge failed for good, merged by this one
     merge_state_problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +176,35 @@ def read_results(
             report.shards_ok += 1
         except Exception as exc:  # one unreadable result fails that shard only
             _shard_failed(report, shard, f"result {key}: {type(exc).__name__}: {exc}")
+    return out
+
+
+def unread_earlier_results(
+    clients: runner.Clients, settings: runner.Settings, state: MergeState, closed: datetime, report: MergeReport
+) -> list[fanout.ShardResult]:
+    """Results of the last ``LATE_WINDOW`` runs this merge never read (their merge failed for good: see the module
+    doc). One listing per earlier run; a result that cannot be read is logged and left for the next merge."""
+    out: list[fanout.ShardResult] = []
+    for back in range(1, LATE_WINDOW + 1):
+        run_closed = to_utc(closed) - timedelta(seconds=settings.step * back)
+        prefix = layout.shard_results_run_prefix(settings.spec, run_closed)
+        keys = [k for k in objects.list_keys(clients.s3, settings.bucket, prefix) if not state.was_read(run_closed, k)]
+        read: list[str] = []
+        for key in keys:
+            try:
+                out.append(fanout.decode(clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()))
+                read.append(key)
+            except Exception as exc:  # left for the next merge; this one goes on
+                logger.error(
+                    "earlier shard result unreadable", extra={"key": key, "error": f"{type(exc).__name__}: {exc}"}
+                )
+        if read:
+            report.earlier_results += len(read)
+            logger.warning(
+                "shard results of an earlier run that was never merged: merging them now",
+                extra={"run": run_closed.isoformat(), "keys": read[: runner.MAX_LOGGED_IDS]},
+            )
+            state.note_read(run_closed, read, settings.step)
     return out
 
 
@@ -229,7 +274,11 @@ def run_merge(clients: runner.Clients, settings: runner.Settings, closed: dateti
     report = MergeReport(closed_interval=to_utc(closed).isoformat())
     state, problems = load_merge_state(clients, settings)
     report.merge_state_problems = problems
-    results = read_results(clients, settings, items, report)
+    results = unread_earlier_results(clients, settings, state, closed, report)
+    results += read_results(clients, settings, items, report)
+    state.note_read(
+        closed, [i["key"] for i in items if isinstance(i, dict) and isinstance(i.get("key"), str)], settings.step
+    )
     runner.retry_alerts(clients, settings, state, report)
     # Only what was not merged yet: a retried merge, or a shard reporting an interval twice, adds nothing twice.
     for r in results:

@@ -145,9 +145,14 @@ def shard_results_prefix(spec: PipelineSpec) -> str:
     return f"{state_prefix(spec)}shard-results/"
 
 
+def shard_results_run_prefix(spec: PipelineSpec, closed: datetime) -> str:
+    """The shard results of the run for the closed interval ``closed`` (listed by the merge of later runs)."""
+    return f"{shard_results_prefix(spec)}{to_utc(closed).strftime('%Y%m%dT%H%M')}/"
+
+
 def shard_result_key(spec: PipelineSpec, closed: datetime, shard: int) -> str:
     """One shard's results of the run for the closed interval ``closed`` (a retry of the run overwrites them)."""
-    return f"{shard_results_prefix(spec)}{to_utc(closed).strftime('%Y%m%dT%H%M')}/{shard_part(shard)}.json.gz"
+    return f"{shard_results_run_prefix(spec, closed)}{shard_part(shard)}.json.gz"
 
 
 def parse_interval_folder(key: str, spec: PipelineSpec) -> datetime | None:

@@ -11,6 +11,7 @@ import pytest
 from sentinel_core import layout
 
 from infra.detector_fanout import INLINE_MAP_MAX_SHARDS, MAX_CONCURRENCY, MERGE_TIMEOUT_SECONDS
+from infra.storage import SHARD_RESULTS_DAYS
 from tests.infra.conftest import SHARDED
 from tests.support.assembly import Synth, SynthCache
 
@@ -119,3 +120,25 @@ def test_the_transform_partitions_by_shard(sharded: Synth) -> None:
     assert prefix == layout.firehose_prefix(sharded.spec(), sharded.shards())
     _, transform = sharded.by_marker("transform")
     assert transform["Properties"]["Environment"]["Variables"]["DETECTOR_SHARDS"] == str(sharded.shards())
+
+
+def test_the_merge_lists_only_its_state_and_the_shard_results(sharded: Synth) -> None:
+    spec = sharded.spec()
+    _, merge_fn = sharded.by_marker("detector_merge")
+    stmts = statements(sharded, merge_fn["Properties"]["Role"]["Fn::GetAtt"][0])
+    (listing,) = [s for s in stmts if "s3:ListBucket" in actions([s])]
+    prefixes = listing["Condition"]["StringLike"]["s3:prefix"]
+    assert sorted(prefixes) == sorted([layout.merge_state_key(spec), f"{layout.shard_results_prefix(spec)}*"])
+
+
+def _lifecycle_rules(synth: Synth) -> list[dict[str, Any]]:
+    _, bucket = synth.by_marker("data-bucket")
+    return list(bucket["Properties"]["LifecycleConfiguration"]["Rules"])
+
+
+def test_shard_results_expire_and_one_shard_has_no_such_rule(sharded: Synth, synth_cache: SynthCache) -> None:
+    spec = sharded.spec()
+    (rule,) = [r for r in _lifecycle_rules(sharded) if r.get("Prefix") == layout.shard_results_prefix(spec)]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == SHARD_RESULTS_DAYS
+    single = synth_cache(spec.preset, "builtin")
+    assert all(r.get("Id") != "ExpireShardResults" for r in _lifecycle_rules(single))

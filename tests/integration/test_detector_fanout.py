@@ -57,6 +57,7 @@ class Outcome:
     groups: list[dict[str, Any]]
     alerts: list[str]
     executions: list[dict[str, Any]]
+    failed_executions: list[dict[str, Any]]
     pipeline_runs: int
     runs: list[tuple[Any, ...]]  # the console's run records: interval, status, counts, every series' scores
 
@@ -94,6 +95,7 @@ def drive(pipeline: LocalPipeline, on_tick: Callable[[int], None] | None = None)
         groups=sorted((g.to_dict() for g in found), key=lambda g: g["group_id"]),
         alerts=[m for m, _ in sns_notifications(pipeline, arn)],
         executions=[r for _, _, r in results if isinstance(r, dict) and "status" in r and "output" in r],
+        failed_executions=[r for _, _, r in results if isinstance(r, dict) and r.get("status") == "FAILED"],
         pipeline_runs=len(results),
         runs=runs,
     )
@@ -186,3 +188,43 @@ def test_a_failing_shard_is_caught_and_catches_up_without_duplicates(
 def _alert_key(message: str) -> tuple[str, str]:
     doc = json.loads(json.loads(message)["default"])
     return str(doc["anomalyGroupId"]), str(doc["timestamp"])
+
+
+@pytest.fixture
+def failing_merge(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
+    """The merge raises on the run that scores the spike (a function error: not one of the transient Lambda errors
+    the merge task retries, so the execution fails), then recovers. The shards' results of that run are written;
+    their states moved on."""
+    state: dict[str, Any] = {"tick": 0, "patched": None, "raised": 0}
+
+    def tick(k: int) -> None:
+        state["tick"] = k
+        module = importlib.import_module("detector.merge")
+        if state["patched"] is module:
+            return
+        real = module.run_merge
+
+        def broken(clients: Any, settings: Any, closed: datetime, items: Any) -> Any:
+            if state["tick"] == SPIKE_K + 1:
+                state["raised"] += 1
+                raise ConnectionError("DynamoDB unreachable")
+            return real(clients, settings, closed, items)
+
+        monkeypatch.setattr(module, "run_merge", broken)
+        state["patched"] = module
+
+    tick.state = state  # type: ignore[attr-defined]
+    yield tick
+
+
+def test_a_merge_that_fails_for_good_is_made_up_by_the_next_one(
+    synth_cache: SynthCache, single: Outcome, failing_merge: Callable[[int], None]
+) -> None:
+    out = run(synth_cache, failing_merge, detector_shards=SHARDS)
+    assert failing_merge.state["raised"] >= 1  # type: ignore[attr-defined]
+    assert [e for e in out.failed_executions if "DynamoDB unreachable" in str(e.get("cause"))], "a failed execution"
+    made_up = [e for e in out.executions if e["status"] == "SUCCEEDED" and e["output"].get("earlier_results")]
+    assert made_up and made_up[0]["output"]["earlier_results"] == SHARDS
+    # The spike the failed run scored is grouped and alerted as one detector does, once.
+    assert _without_feedback(out.groups) == _without_feedback(single.groups)
+    assert sorted(out.alerts) == sorted(single.alerts)
