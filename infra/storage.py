@@ -92,4 +92,3 @@ class DataLake(Construct):
                 expiration=Duration.days(SHARD_RESULTS_DAYS),
             )
         ]
-
