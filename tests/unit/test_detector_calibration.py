@@ -69,7 +69,10 @@ def _outages(det: Detector, days: int, outages: list[int], rnd: random.Random) -
 def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_test: bool) -> None:
     """Five-hour outages every few days (the anomaly-dense business data of issue 15): after the first few the
     sign-aware histogram calls zeros of that size usual, the zero-count test (exact under the learned
-    dispersion) still finds each one within two intervals; normal hours stay quiet."""
+    dispersion) still finds each one within two intervals; normal hours stay quiet. (Without the zero test the
+    missed outages are learned as normal: two of them fall on the same local hour of the week, Tuesday 11:00, and
+    the weekly profile expects the third, so a normal Tuesday 11:00 after the DST change alerts: quiet hours are
+    checked only where the outages were found and kept out of the baseline.)"""
     det = Detector(3600, DetectorConfig(zero_test=zero_test), timezone="Europe/Berlin")
     starts = [24 * d + 11 for d in (15, 17, 19, 22, 24, 26, 29)]
     scores = _outages(det, 31, starts, random.Random(3))
@@ -79,7 +82,7 @@ def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_
     else:
         assert not all(found)
     quiet = [v for i, v in enumerate(scores[24 * 8 :], 24 * 8) if not any(s <= i < s + 5 + 3 for s in starts)]
-    assert max(quiet) < 70
+    assert max(quiet) < 70 or not zero_test
 
 
 @given(seed=st.integers(0, 10_000), hour=st.integers(9, 20), day=st.integers(15, 20))
