@@ -8,9 +8,10 @@ predicts live behaviour), then learns from it. Per series the model keeps:
   and a **scale** (smoothed absolute residual, i.e. a robust sigma), started from the median and the median
   absolute deviation of the first values (a first reading of 65535 does not blind a series);
 * two **seasonal profiles** in the detector's time zone (IANA name, DST-correct): time of day (up to 288 buckets)
-  and, coarser, hour of week (168 buckets; day of week for daily intervals). Each is used only once two of its
-  periods were seen AND it predicts clearly better than the simpler model (flat < daily < daily + weekly): the
-  cycles are *detected* per series, or forced / disabled with ``DetectorConfig.seasonality``;
+  and, coarser, half hour of week (336 buckets; day of week for daily intervals), learned by backfitting (each
+  from what the level and the other leave; a level shift is judged against both). Each is used only once two of
+  its periods were seen AND it predicts clearly better than the simpler model (flat < daily < daily + weekly):
+  the cycles are *detected* per series, or forced / disabled with ``DetectorConfig.seasonality``;
 * a **scale per local hour of day** (per weekday for daily intervals) beside the global one: a count that is noisy
   in the afternoon and quiet at night is judged against the noise of that hour (the geometric mean of both);
 * **calibration** of its own surprise ``log(1 + |z|)``: its running mean / variance, the same for its short moving
