@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentinel_core.detector import Detector, DetectorConfig
-from sentinel_core.model import SeriesKey
+from sentinel_core.model import PointScore, SeriesKey
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 3, 2, tzinfo=BERLIN).astimezone(UTC)  # a Monday
@@ -69,7 +69,10 @@ def _outages(det: Detector, days: int, outages: list[int], rnd: random.Random) -
 def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_test: bool) -> None:
     """Five-hour outages every few days (the anomaly-dense business data of issue 15): after the first few the
     sign-aware histogram calls zeros of that size usual, the zero-count test (exact under the learned
-    dispersion) still finds each one within two intervals; normal hours stay quiet."""
+    dispersion) still finds each one within two intervals; normal hours stay quiet. (Without the zero test the
+    missed outages are learned as normal: two of them fall on the same local hour of the week, Tuesday 11:00, and
+    the weekly profile expects the third, so a normal Tuesday 11:00 after the DST change alerts: quiet hours are
+    checked only where the outages were found and kept out of the baseline.)"""
     det = Detector(3600, DetectorConfig(zero_test=zero_test), timezone="Europe/Berlin")
     starts = [24 * d + 11 for d in (15, 17, 19, 22, 24, 26, 29)]
     scores = _outages(det, 31, starts, random.Random(3))
@@ -79,7 +82,7 @@ def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_
     else:
         assert not all(found)
     quiet = [v for i, v in enumerate(scores[24 * 8 :], 24 * 8) if not any(s <= i < s + 5 + 3 for s in starts)]
-    assert max(quiet) < 70
+    assert max(quiet) < 70 or not zero_test
 
 
 @given(seed=st.integers(0, 10_000), hour=st.integers(9, 20), day=st.integers(15, 20))
@@ -137,14 +140,9 @@ def test_scores_do_not_depend_on_the_unit(seed: int, factor: float) -> None:
         assert abs(pa.score - pb.score) <= 0.5, (i, pa.score, pb.score)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 15, not fixed yet): at PT5M the hourly weekly profile converges slowly; the third "
-    "Saturday is still predicted between a weekday and a weekend (severity 100 at 11:00)",
-)
-def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
-    """Office CO2 at PT5M in local time, occupied on weekdays only: after two weeks of history, a third week and
-    its weekend (Friday -> Monday, DST change included) raise no alert."""
+def _office_week3(spike_at: datetime | None) -> list[PointScore]:
+    """Office CO2 at PT5M in Berlin time, occupied on weekdays 08-18 (noise sd 5), 22 days from Monday 2026-03-09;
+    the points from day 15 on (the third weekend, the DST change and the Monday after). ``spike_at``: +150 there."""
     rnd = random.Random(21)
     det = Detector(300, timezone="Europe/Berlin")
     t0 = datetime(2026, 3, 9, tzinfo=BERLIN).astimezone(UTC)  # DST starts 2026-03-29, in the fourth week
@@ -155,11 +153,28 @@ def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
         loc = ts.astimezone(BERLIN)
         busy = loc.weekday() < 5 and 8 <= loc.hour < 18
         v = 450.0 + (300.0 if busy else 0.0) + 10 * math.sin(loc.hour / 24 * 2 * math.pi) + rnd.gauss(0, 5)
+        if spike_at is not None and ts == spike_at:
+            v += 150.0
         (p,) = det.score(ts, {key: v})
         if i >= 288 * 15:
             late.append(p)
-    worst = max(late, key=lambda p: p.score)
+    return late
+
+
+def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
+    """After two weeks of history, the third weekend (a Saturday 10 h below every weekday) and the Monday after
+    raise no alert: the weekend is not taken for a level shift that would move the level the weekly offsets are
+    learned against (it was, until the shift run was judged against the full seasonal model)."""
+    worst = max(_office_week3(None), key=lambda p: p.score)
     assert worst.score < 70, worst
+
+
+def test_a_spike_on_the_third_saturday_of_the_office_sensor_is_found() -> None:
+    """The same series with +150 (30 sd of its noise, half the weekday occupancy) on the third Saturday at 11:00:
+    the quiet weekend above is not bought with blindness."""
+    at = datetime(2026, 3, 28, 11, tzinfo=BERLIN).astimezone(UTC)
+    (p,) = [p for p in _office_week3(at) if p.timestamp == at]
+    assert p.score >= 70, p
 
 
 @pytest.mark.parametrize("drift_test", [True, False])
