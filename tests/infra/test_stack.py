@@ -116,7 +116,7 @@ def test_functions_share_asset_layer_logs_tracing_and_spec(synth: Synth) -> None
 
 def test_builtin_detector_wiring(synth: Synth) -> None:
     if synth.engine != "builtin" or synth.shards() > 1:
-        pytest.skip("the single builtin detector only (the fan-out: tests/infra/test_detector_fanout.py)")
+        pytest.skip("the single builtin detector only (the fan-out: tests/infra/test_fanout_stack.py)")
     t = Template.from_json(synth.template)
     spec = synth.spec()
     det_id, det = synth.by_marker("detector")
