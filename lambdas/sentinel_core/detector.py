@@ -29,8 +29,9 @@ predicts live behaviour), then learns from it. Per series the model keeps:
 
 Missing data is data: ``score_interval(..., zero_fill=measures)`` scores an absent interval of a recently seen
 SUM / count series as 0 (an outage) and judges those counts also on the square-root scale (a 0 at night where 20
-are expected is as extreme for a count as a 0 at noon) and a 0 by its negative-binomial probability under the
-series' own dispersion (not capped by the histogram: the fifth outage is as much news as the first), and reports
+are expected is as extreme for a count as a 0 at noon) and a 0 (with the run of zeros before it) by its
+negative-binomial probability under the series' own dispersion (not capped by the histogram: the fifth outage is
+as much news as the first), and reports
 a series of any other measure that reported regularly and then stayed silent for ``silent_intervals`` intervals
 (``IntervalScores.silent``). Non-finite values raise ``NonFiniteValueError`` before anything is learned, naming the
 series (the caller counts them as bad records).
