@@ -196,3 +196,29 @@ def test_a_small_lasting_change_is_found_by_the_drift_test(drift_test: bool) -> 
         assert max(before[200:]) < 70, seed
         found += max(after[:48]) >= 70
     assert found >= 8 if drift_test else found <= 3, found
+
+
+def test_the_zero_test_weighs_the_whole_run_of_zeros_and_restarts_after_a_count() -> None:
+    """A steady count of ~8 an hour: one 0 is a one-in-3,000 event (below the alert threshold), two in a row are
+    one-in-9-million and alert; after a count the run starts again, and a state saved mid-run continues it."""
+    det = Detector(3600, DetectorConfig(seasonality="off"))
+    rnd = random.Random(5)
+    hour = 0
+
+    def step(value: float | None, d: Detector) -> float:
+        nonlocal hour
+        res = d.score_interval(T0 + timedelta(hours=hour), {} if value is None else {VIEWS: value}, zero_fill={"views"})
+        hour += 1
+        return max((p.score for p in res.points), default=-1.0)
+
+    for _ in range(24 * 10):
+        step(float(max(1, _poisson(rnd, 8.0))), det)
+    first = step(None, det)
+    saved = Detector.from_state(det.to_state())
+    second = step(None, det)
+    hour -= 1
+    assert step(None, saved) == second  # the run is part of the state
+    assert first < 70 <= second, (first, second)
+    for _ in range(24 * 4):  # past the cool-down
+        step(float(max(1, _poisson(rnd, 8.0))), det)
+    assert step(None, det) < 70  # a new run: one 0 again

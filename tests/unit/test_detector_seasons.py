@@ -252,3 +252,20 @@ def test_a_night_outage_of_a_count_is_judged_on_the_square_root_scale(count_test
     (p,) = det.score(t0 + timedelta(hours=at), {}, zero_fill={"orders"})
     assert p.value == 0.0 and 15 < p.expected < 25, p
     assert (p.score >= 70) == count_test
+
+
+@pytest.mark.parametrize(
+    ("step", "buckets"),
+    [(300, 336), (600, 336), (1800, 168), (3600, 84), (4 * 3600, 21), (86400, 7)],
+)
+def test_weekly_buckets_hold_at_least_two_values_a_week_and_tile_it(step: int, buckets: int) -> None:
+    det = Detector(step)
+    s = _Series(0, 1.0, det._daily, det._weekly, det._phases)
+    assert s.weekly is not None and len(s.weekly) == buckets
+    assert det._week_bucket % step == 0 and (7 * 86400) % det._week_bucket == 0
+    assert det._week_bucket >= min(86400, 2 * step)
+
+
+def test_weekly_bucket_values_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="week_bucket_values"):
+        DetectorConfig(week_bucket_values=0)
