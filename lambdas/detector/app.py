@@ -109,6 +109,27 @@ def runtime() -> Runtime:
     return Runtime(settings, clients, config, once)
 
 
+# The sharded detector's Lambdas (``detector_shard``, ``detector_merge``): the detector's environment and the shard
+# count; no run idempotency (each run is one state machine execution, and the merge keeps what it merged).
+SHARDED_REQUIRED_ENV = (*runner.REQUIRED_ENV, env.DETECTOR_SHARDS)
+
+
+@dataclass(frozen=True)
+class ShardedRuntime:
+    settings: runner.Settings
+    clients: runner.Clients
+
+
+@lru_cache(maxsize=1)
+def sharded_runtime() -> ShardedRuntime:
+    """What the shard and merge Lambdas build once per container: settings from the environment and the clients."""
+    environ = env.Environment.current()
+    environ.require(*SHARDED_REQUIRED_ENV)
+    settings = runner.Settings.from_env(environ.values)
+    clients = runner.Clients(s3=boto3.client("s3"), ddb=boto3.client("dynamodb"), sns=boto3.client("sns"))
+    return ShardedRuntime(settings, clients)
+
+
 def emit_metrics(report: dict[str, Any]) -> None:
     replay = bool(report.get("replayed"))
     for name, key in (

@@ -10,39 +10,21 @@ S3 under ``key``, for the merge). A raised error fails the iteration: the state 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from detector import runner, shard
-from detector.app import collector_paused, emit_metrics
+from detector.app import SHARDED_REQUIRED_ENV, collector_paused, emit_metrics, sharded_runtime
 from sentinel_core import environment as env
 
 logger = Logger(service=os.environ.get(env.POWERTOOLS_SERVICE_NAME, "detector_shard"))
 metrics = Metrics()
 tracer = Tracer()
 
-REQUIRED_ENV = (*runner.REQUIRED_ENV, env.DETECTOR_SHARDS)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    settings: runner.Settings
-    clients: runner.Clients
-
-
-@lru_cache(maxsize=1)
-def runtime() -> Runtime:
-    environ = env.Environment.current()
-    environ.require(*REQUIRED_ENV)
-    settings = runner.Settings.from_env(environ.values)
-    clients = runner.Clients(s3=boto3.client("s3"), ddb=boto3.client("dynamodb"), sns=boto3.client("sns"))
-    return Runtime(settings, clients)
+REQUIRED_ENV = SHARDED_REQUIRED_ENV  # the environment it reads (detector.app.sharded_runtime)
 
 
 @metrics.log_metrics
@@ -50,7 +32,7 @@ def runtime() -> Runtime:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        rt = runtime()
+        rt = sharded_runtime()
         k = shard.shard_of_event(event, rt.settings.shards)
         logger.append_keys(shard=k)
         wall = datetime.now(UTC)
