@@ -36,7 +36,6 @@ from infra.common import (
     FunctionSpec,
     SentinelFunction,
     acknowledge,
-    alerting_environment,
     any_occurrence_alarm,
     encrypted_queue,
     logical_id,
@@ -44,7 +43,7 @@ from infra.common import (
     sentinel_key,
 )
 from infra.config import LOG_RETENTION_NAMES, SentinelConfig
-from infra.detector_builtin import schedule_cron
+from infra.detector_builtin import detector_environment, grant_model_io, schedule_cron
 from infra.state import ANOMALY_TABLE_ACTIONS, StateTables
 from infra.storage import DataLake
 
@@ -106,10 +105,7 @@ class FanoutDetector(Construct):
             "This queue is the dead-letter queue of the schedule rule's state machine target (events that could not "
             "start an execution after their retries); cdk-nag only recognises redrive and function DLQs.",
         )
-        env = alerting_environment(config, lake.bucket.bucket_name, alerts.topic.topic_arn, tables.anomalies.table_name)
-        env[environment.SCHEDULE_OFFSET_SECONDS] = str(config.schedule_offset_seconds)
-        env[environment.MAX_SERIES] = str(config.detector_max_series)
-        env[environment.MAX_NEW_SERIES] = str(config.detector_max_new_series)
+        env = detector_environment(config, lake, alerts, tables)
         env[environment.DETECTOR_SHARDS] = str(shards)
         shard_timeout = shard_timeout_seconds(config)
         self.shard_fn = SentinelFunction(
@@ -180,34 +176,16 @@ class FanoutDetector(Construct):
 
     # -- IAM ------------------------------------------------------------------------------------------------
     def _grant_shard(self, config: SentinelConfig, lake: DataLake, tables: StateTables) -> None:
-        spec, fn, bucket = config.spec, self.shard_fn, lake.bucket
-        read_prefixes = [layout.live_root(spec), layout.historical_prefix(spec), layout.state_prefix(spec)]
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListFolders",
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in read_prefixes]}},
-            )
-        )
-        fn.allow("ReadData", ["s3:GetObject"], [bucket.arn_for_objects(f"{p}*") for p in read_prefixes])
         # Its state and its results, both under the state prefix (one role for every shard: see the module doc).
-        fn.allow("WriteState", ["s3:PutObject"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")])
-        fn.allow("ListStateVersions", ["s3:ListBucketVersions"], [bucket.bucket_arn])
-        fn.allow(
-            "ReadStateVersions", ["s3:GetObjectVersion"], [bucket.arn_for_objects(f"{layout.state_prefix(spec)}*")]
+        grant_model_io(
+            self.shard_fn,
+            config,
+            lake,
+            tables,
+            "A shard reads the interval folders (its shard's folder under each), the uploaded history and the "
+            "shards' state; keys are generated at run time under these prefixes only, and one role serves "
+            "every shard.",
         )
-        fn.allow("DataKey", ["kms:Decrypt", "kms:GenerateDataKey"], [lake.key.key_arn])
-        # feedback (query, mark applied), skipped and late run records
-        fn.allow("AnomalyTable", ANOMALY_TABLE_ACTIONS, [tables.anomalies.table_arn])
-        for p in read_prefixes:
-            acknowledge(
-                fn.role,
-                f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{p}*]",
-                "A shard reads the interval folders (its shard's folder under each), the uploaded history and the "
-                "shards' state; keys are generated at run time under these prefixes only, and one role serves "
-                "every shard.",
-            )
 
     def _grant_merge(self, config: SentinelConfig, lake: DataLake, alerts: AlertTopic, tables: StateTables) -> None:
         spec, fn, bucket = config.spec, self.merge_fn, lake.bucket
