@@ -158,6 +158,11 @@ class MergeReport(runner.RunReport):
         return asdict(self)
 
 
+def read_result(clients: runner.Clients, settings: runner.Settings, key: str) -> fanout.ShardResult:
+    """One shard's result file (``layout.shard_result_key``)."""
+    return fanout.decode(clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
+
+
 def read_results(
     clients: runner.Clients, settings: runner.Settings, items: list[Any], report: MergeReport
 ) -> list[fanout.ShardResult]:
@@ -171,8 +176,7 @@ def read_results(
             _shard_failed(report, shard, error)
             continue
         try:
-            body = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
-            out.append(fanout.decode(body))
+            out.append(read_result(clients, settings, key))
             report.shards_ok += 1
         except Exception as exc:  # one unreadable result fails that shard only
             _shard_failed(report, shard, f"result {key}: {type(exc).__name__}: {exc}")
@@ -192,7 +196,7 @@ def unread_earlier_results(
         read: list[str] = []
         for key in keys:
             try:
-                out.append(fanout.decode(clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()))
+                out.append(read_result(clients, settings, key))
                 read.append(key)
             except Exception as exc:  # left for the next merge; this one goes on
                 logger.error(
