@@ -46,7 +46,9 @@ def route_account_iot_endpoint() -> Iterator[None]:
 
     entry = ("iotdata", re.compile(ACCOUNT_IOT_ENDPOINT))
     iotdata_urls.url_bases.append(ACCOUNT_IOT_ENDPOINT)
-    backend_index.backend_url_patterns.append(entry)
+    # First, not last: moto takes the first pattern that matches, and its S3 virtual-host pattern matches any
+    # host holding "s3", which the account's random endpoint prefix sometimes does (publishes then went to S3).
+    backend_index.backend_url_patterns.insert(0, entry)
     try:
         yield
     finally:
