@@ -91,8 +91,8 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
     with src.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["when", "value"])
-        for i in range(300):
-            w.writerow([(T0 + timedelta(seconds=97 * i)).isoformat(), "1.0" if i != 250 else "50"])
+        for i in range(1200):  # 32 hours: past the learning day (DetectorConfig.learning_seconds)
+            w.writerow([(T0 + timedelta(seconds=97 * i)).isoformat(), "1.0" if i != 1100 else "50"])
     out = tmp_path / "o.csv"
     result = CliRunner().invoke(
         app,
@@ -115,7 +115,7 @@ def test_irregular_timestamps_and_named_columns(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with out.open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 300 and float(rows[250]["anomaly_score"]) >= 90
+    assert len(rows) == 1200 and float(rows[1100]["anomaly_score"]) >= 90
 
 
 def test_unusable_input_fails_clearly(tmp_path: Path) -> None:

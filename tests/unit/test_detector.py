@@ -37,11 +37,27 @@ def noise(n: int, seed: int = 1, mean: float = 10.0, sd: float = 1.0) -> list[fl
 
 
 def test_warm_up_scores_zero_and_says_so() -> None:
-    cfg = DetectorConfig()
-    scores = run([float(v) for v in noise(cfg.warmup_intervals + 5)])
+    cfg = DetectorConfig(learning_seconds=0)
+    scores = run([float(v) for v in noise(cfg.warmup_intervals + 5)], Detector(STEP, cfg))
     first = [p for p in scores[: cfg.warmup_intervals] if p is not None]
     assert all(p.warming_up and p.score == 0 for p in first)
     assert all(p is not None and not p.warming_up for p in scores[cfg.warmup_intervals + 1 :])
+
+
+def test_a_sub_daily_series_reports_nothing_on_its_first_day_then_alerts() -> None:
+    """The learning day: before a day was seen a daily cycle cannot be told from an anomaly, so a series with a
+    daily profile scores 0 (warming_up) for a day while it learns; then the same spike alerts."""
+    day = 86400 // STEP
+    values: list[float | None] = [float(v) for v in noise(2 * day)]
+    values[day // 2] = values[day + day // 2] = 30.0  # 20 sigma, once on each day
+    scores = run(values)
+    first, second = scores[:day], scores[day:]
+    assert all(p is not None and p.warming_up and p.score == 0 for p in first)
+    assert all(p is not None and not p.warming_up for p in second)
+    assert (second[day // 2] or first[0]).score >= 90
+    # without a daily profile (seasonality off) only the 24-point warm-up applies
+    flat = run(values, Detector(STEP, DetectorConfig(seasonality="off")))
+    assert flat[day // 2] is not None and flat[day // 2].score >= 90  # type: ignore[union-attr]
 
 
 @given(value=st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), n=st.integers(30, 400))
