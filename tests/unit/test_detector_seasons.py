@@ -269,3 +269,34 @@ def test_weekly_buckets_hold_at_least_two_values_a_week_and_tile_it(step: int, b
 def test_weekly_bucket_values_must_be_positive() -> None:
     with pytest.raises(ValueError, match="week_bucket_values"):
         DetectorConfig(week_bucket_values=0)
+
+
+def _signups(det: Detector, days: int, skip: int | None = None) -> list[tuple[datetime, float, float]]:
+    """Daily sign-ups, half as many at weekends (local days in Berlin); returns (day, score, expected)."""
+    rnd = random.Random(5)
+    out = []
+    for i in range(days):
+        day = datetime(2025, 11, 3, tzinfo=BERLIN) + timedelta(days=i)  # a Monday
+        if i == skip:
+            continue
+        value = (1500.0 if day.weekday() >= 5 else 3000.0) + rnd.gauss(0, 40)
+        (p,) = det.score(day, {ORDERS: value})
+        out.append((day, p.score, p.expected))
+    return out
+
+
+def test_the_warm_up_values_start_the_profiles() -> None:
+    """A daily series warms up for 14 days (two visits of every weekday): those values start the weekly profile, so
+    its first scored weekend is expected low and does not alert. Without the seeding (the control) it alerts, and a
+    warm-up with a skipped day (phases unknown) is not used for the profiles."""
+    cfg = DetectorConfig()
+    warm = min(cfg.warmup_intervals, cfg.warmup_max_seconds // 86400)
+    scored = _signups(Detector(86400, timezone="Europe/Berlin"), 28)[warm:]
+    weekend = [(s, e) for d, s, e in scored if d.weekday() >= 5]
+    assert weekend and max(s for s, _ in weekend) < 70, weekend
+    assert all(abs(e - 1500) < 300 for _, e in weekend), weekend
+    control = _signups(Detector(86400, DetectorConfig(seed_profiles=False), "Europe/Berlin"), 28)[warm:]
+    assert max(s for d, s, _ in control if d.weekday() >= 5) >= 70
+    gappy = _signups(Detector(86400, timezone="Europe/Berlin"), 28, skip=3)[warm - 1 :]
+    first_saturday = next(e for d, _, e in gappy if d.weekday() == 5)
+    assert abs(first_saturday - 1500) > 600  # not seeded: the weekend was never seen by the profile
