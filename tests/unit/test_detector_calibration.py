@@ -140,11 +140,14 @@ def test_scores_do_not_depend_on_the_unit(seed: int, factor: float) -> None:
         assert abs(pa.score - pb.score) <= 0.5, (i, pa.score, pb.score)
 
 
-def _office_week3(spike_at: datetime | None) -> list[PointScore]:
+def _office_week3(
+    spike_at: datetime | None, config: DetectorConfig | None = None, first_day: int = 15
+) -> list[PointScore]:
     """Office CO2 at PT5M in Berlin time, occupied on weekdays 08-18 (noise sd 5), 22 days from Monday 2026-03-09;
-    the points from day 15 on (the third weekend, the DST change and the Monday after). ``spike_at``: +150 there."""
+    the points from day ``first_day`` on (15: the third weekend, the DST change and the Monday after).
+    ``spike_at``: +150 there."""
     rnd = random.Random(21)
-    det = Detector(300, timezone="Europe/Berlin")
+    det = Detector(300, config, timezone="Europe/Berlin")
     t0 = datetime(2026, 3, 9, tzinfo=BERLIN).astimezone(UTC)  # DST starts 2026-03-29, in the fourth week
     key = SeriesKey("CO2", (("room", "b"),))
     late = []
@@ -156,9 +159,41 @@ def _office_week3(spike_at: datetime | None) -> list[PointScore]:
         if spike_at is not None and ts == spike_at:
             v += 150.0
         (p,) = det.score(ts, {key: v})
-        if i >= 288 * 15:
+        if i >= 288 * first_day:
             late.append(p)
     return late
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_the_first_two_weekends_of_an_office_sensor_are_not_news(check: bool) -> None:
+    """Before its weekly profile may be used (two weeks), the office's first Saturday (no occupancy where every
+    weekday had it: within its usual values) and its second (as the first) raise no alert with the young-week
+    check; without it (the control) they do."""
+    points = _office_week3(None, DetectorConfig(young_week_check=check), first_day=1)
+    weekend = [p for p in points if p.timestamp.astimezone(BERLIN).weekday() >= 5]
+    worst = max(weekend, key=lambda p: p.score)
+    assert (worst.score < 70) if check else (worst.score >= 70), worst
+
+
+@pytest.mark.parametrize("change", [1000.0, -430.0])
+def test_a_fault_on_the_first_saturday_is_still_found(change: float) -> None:
+    """The young-week check holds back only what some weekly offset seen so far explains: a reading 1,000 above,
+    or a fall to ~20 (a sensor fault), on the first Saturday at 03:00 still scores 100."""
+    at = datetime(2026, 3, 14, 3, tzinfo=BERLIN).astimezone(UTC)
+    rnd = random.Random(21)
+    det = Detector(300, timezone="Europe/Berlin")
+    t0 = datetime(2026, 3, 9, tzinfo=BERLIN).astimezone(UTC)
+    key = SeriesKey("CO2", (("room", "b"),))
+    for i in range(288 * 6):
+        ts = t0 + timedelta(minutes=5 * i)
+        loc = ts.astimezone(BERLIN)
+        busy = loc.weekday() < 5 and 8 <= loc.hour < 18
+        v = 450.0 + (300.0 if busy else 0.0) + 10 * math.sin(loc.hour / 24 * 2 * math.pi) + rnd.gauss(0, 5)
+        (p,) = det.score(ts, {key: v + (change if ts == at else 0.0)})
+        if ts == at:
+            assert p.score >= 90, p
+            return
+    raise AssertionError("the fault was not scored")
 
 
 def test_a_clean_five_minute_sensor_crossing_weekends_raises_no_alert() -> None:
