@@ -11,12 +11,14 @@ drifts, counted the same way.
 Speed: 5,000 series in one PT5M interval after a warm-up, on one core (µs per series per interval); memory per
 series (tracemalloc); state bytes per series (binary record, and the JSON state gzipped).
 
-    python benchmarks/detector.py [--nab] [--json] [--only generated,nab-aws,...]
+    python benchmarks/detector.py [--nab] [--json] [--only generated,nab-aws,...] [--gen-seeds 15,16,...]
 
 ``--nab`` also runs nab-dev's ``score.py`` over the 28 files through the backtest CLI (the figure the README has
 quoted so far, a few minutes). ``--json`` prints every figure as one JSON object on the last line. ``--only``: a
 comma-separated subset of ``nab-artificial``, ``nab-aws``, ``generated``, ``simulator``, ``speed`` while iterating
 (generated alone takes a few seconds, each NAB family 10-20 s); accept or reject a change on the full run.
+``--gen-seeds``: the generated family's draws (default ``families.SEEDS``, six: pooled figures and the standard
+score per draw).
 """
 
 from __future__ import annotations
@@ -234,14 +236,35 @@ def main() -> None:
         print(json.dumps(out, separators=(",", ":")))
 
 
+def _seeds(argv: list[str]) -> tuple[int, ...]:
+    if "--gen-seeds" not in argv:
+        return families.SEEDS
+    i = argv.index("--gen-seeds")
+    try:
+        return tuple(int(x) for x in argv[i + 1].split(","))
+    except (IndexError, ValueError):
+        raise SystemExit("--gen-seeds takes comma-separated integers, e.g. 15,16,17") from None
+
+
 def _generated(out: dict[str, Any]) -> None:
-    gen = families.generated()
+    seeds = _seeds(sys.argv[1:])
+    gen = families.generated_seeds(seeds)
     scored = families.score_generated(lambda step: Detector(step, timezone=families.TZ), gen)
     res = families.generated_nab(scored)
     rep = families.kinds_report(scored)
-    out["generated"] = {**res, "kinds": rep}
+    per_seed: dict[str, float] = {}
+    if len(seeds) > 1:
+        for seed in seeds:
+            mine = [x for x in scored if x.series.name.endswith(f"@{seed}")]
+            per_seed[str(seed)] = round(families.generated_nab(mine).get("standard", 0.0), 1)
+    out["generated"] = {**res, "kinds": rep, "seeds": list(seeds), "standard_per_seed": per_seed}
     print(f"  {'generated':15} {_profiles(res)}")
-    print(f"generated ({len(gen)} series, {families.TZ}, alert threshold {THRESHOLD:g}), per kind:")
+    if per_seed:
+        print("  generated, standard per seed: " + ", ".join(f"{k}: {v:.1f}" for k, v in per_seed.items()))
+    print(
+        f"generated ({len(gen)} series, {len(seeds)} seed(s) {','.join(map(str, seeds))}, {families.TZ}, alert "
+        f"threshold {THRESHOLD:g}), per kind:"
+    )
     _kinds_table(rep)
     clean = rep["clean"]
     outage = rep.get("outage", {})
