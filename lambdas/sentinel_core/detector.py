@@ -127,9 +127,10 @@ class DetectorConfig:
     # is. Measured (benchmarks/detector.py, standard /
     # low FP / low FN): generated (seed 15) 76.3 / 75.0 / 77.4 -> 78.3 / 77.0 / 79.6 (at threshold 70: false
     # alert events 19 -> 5, none on clean series, spike F1 0.78 -> 0.85, shift F1 0.83 -> 0.89), nab-aws 67.8 /
-    # 57.6 / 72.9 -> 68.7 / 59.6 / 73.6, nab-artificial unchanged: two families helped, none hurt. Pooled over six draws of
-    # the generated family (families.SEEDS): 75.4 / 74.1 / 77.0 -> 77.3 / 76.1 / 78.7, false alert events 140 ->
-    # 63, alerts on clean series 26 -> 10, spike F1 0.81 -> 0.87, shift F1 0.84 -> 0.90. Not adopted beside it: the
+    # 57.6 / 72.9 -> 68.7 / 59.6 / 73.6, nab-artificial unchanged: two families helped, none hurt. Pooled over
+    # six draws of the generated family (families.SEEDS): 75.4 / 74.1 / 77.0 -> 77.3 / 76.1 / 78.7, false alert
+    # events 140 -> 63, alerts on clean series 26 -> 10, spike F1 0.81 -> 0.87, shift F1 0.84 -> 0.90. Not
+    # adopted beside it: the
     # week-before view beyond the second week (while the weekly profile is not in use: generated 70.7, outages 18
     # -> 13 of 18, single-visit offsets of hourly counts held back outages), the first week's view for two weeks
     # (nab-artificial 91.9 -> 45.4: the art_daily files' anomalies in their second week are within the usual range
