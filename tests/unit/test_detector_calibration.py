@@ -69,11 +69,12 @@ def _outages(det: Detector, days: int, outages: list[int], rnd: random.Random) -
 def test_every_one_of_repeated_outages_to_zero_alerts_within_two_intervals(zero_test: bool) -> None:
     """Five-hour outages every few days (the anomaly-dense business data of issue 15): after the first few the
     sign-aware histogram calls zeros of that size usual, the zero-count test (exact under the learned
-    dispersion) still finds each one within two intervals; normal hours stay quiet. (Without the zero test the
+    dispersion) still finds each one within two intervals, as does the square-root view exempt from the histogram
+    (count_exact); normal hours stay quiet. (Without either, the control, the
     missed outages are learned as normal: two of them fall on the same local hour of the week, Tuesday 11:00, and
     the weekly profile expects the third, so a normal Tuesday 11:00 after the DST change alerts: quiet hours are
     checked only where the outages were found and kept out of the baseline.)"""
-    det = Detector(3600, DetectorConfig(zero_test=zero_test), timezone="Europe/Berlin")
+    det = Detector(3600, DetectorConfig(zero_test=zero_test, count_exact=zero_test), timezone="Europe/Berlin")
     starts = [24 * d + 11 for d in (15, 17, 19, 22, 24, 26, 29)]
     scores = _outages(det, 31, starts, random.Random(3))
     found = [max(scores[s : s + 2]) >= 70 for s in starts]
@@ -257,3 +258,23 @@ def test_the_zero_test_weighs_the_whole_run_of_zeros_and_restarts_after_a_count(
     for _ in range(24 * 4):  # past the cool-down
         step(float(max(1, _poisson(rnd, 8.0))), det)
     assert step(None, det) < 70  # a new run: one 0 again
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_spike_after_promotions_on_a_count_is_still_news(exact: bool) -> None:
+    """Issue 15's anomaly-dense business data: three promotions (x2.5 for 8 hours, at different hours of different
+    days) fill the histogram with large upward surprises, so without the count's own tail (the control) a 5x spike
+    afterwards is "usual"; judged by the square-root view against the count's learned dispersion (count_exact) it
+    alerts."""
+    det = Detector(3600, DetectorConfig(count_exact=exact), timezone="Europe/Berlin")
+    rnd = random.Random(4)
+    promoted = {h for d, at in ((15, 9), (18, 13), (22, 10)) for h in range(24 * d + at, 24 * d + at + 8)}
+    spike = 24 * 24 + 2  # a night hour: smaller in absolute terms than the promoted daytime hours
+    score = 0.0
+    for i in range(spike + 1):
+        ts = T0 + timedelta(hours=i)
+        mean = _shop_mean(ts) * (2.5 if i in promoted else 5.0 if i == spike else 1.0)
+        res = det.score_interval(ts, {VIEWS: float(_poisson(rnd, mean))}, zero_fill={"views"})
+        if i == spike:
+            score = res.points[0].score
+    assert (score >= 70) == exact, score
