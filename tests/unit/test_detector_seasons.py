@@ -300,3 +300,23 @@ def test_the_warm_up_values_start_the_profiles() -> None:
     gappy = _signups(Detector(86400, timezone="Europe/Berlin"), 28, skip=3)[warm - 1 :]
     first_saturday = next(e for d, _, e in gappy if d.weekday() == 5)
     assert abs(first_saturday - 1500) > 600  # not seeded: the weekend was never seen by the profile
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_a_spike_on_a_daily_series_does_not_echo_on_the_next_weekdays(clip: bool) -> None:
+    """A 5x spike on a Thursday of a daily series is alerted and kept out of the baseline; its weekly bucket moves
+    by at most clip_z sigma (clip_anomalous_season), so the next Thursdays, normal, do not alert. Without the clip
+    (the control) the bucket keeps ~8 % of the spike for weeks and the next Thursday alerts."""
+    det = Detector(86400, DetectorConfig(clip_anomalous_season=clip), "Europe/Berlin")
+    rnd = random.Random(9)
+    spike_day = 45  # a Thursday (day 0 is Monday 2025-11-03)
+    later: list[float] = []
+    for i in range(spike_day + 22):
+        day = datetime(2025, 11, 3, tzinfo=BERLIN) + timedelta(days=i)
+        value = (1500.0 if day.weekday() >= 5 else 3000.0) + rnd.gauss(0, 40)
+        (p,) = det.score(day, {ORDERS: value * (5.0 if i == spike_day else 1.0)})
+        if i == spike_day:
+            assert day.weekday() == 3 and p.score >= 90, p
+        elif i > spike_day and day.weekday() == 3:
+            later.append(p.score)
+    assert (max(later) < 70) if clip else (max(later) >= 70), later
