@@ -120,8 +120,8 @@ class DetectorConfig:
     seed_profiles: bool = True
     # Young week: while a series with a daily cycle in use cannot use its weekly profile yet (two weeks), a point
     # scores at most its severity against what is known of the week: in the first week (each weekday seen for the
-    # first time) against the range of values its seasonal model has shown (level + the smallest to the largest
-    # daily and weekly offsets), in the second against the same time a week before (see _young_week_severity). A
+    # first time) against the range of the values its seasonal model expected at the times of the week seen so far
+    # (_nearest_usual), in the second against the same time a week before (see _young_week_severity). A
     # first Saturday with no occupancy where every weekday had one is within the office's usual values, and a
     # second one looks like the first: neither is news, while a drop to 0 or a value beyond everything seen still
     # is. Measured (benchmarks/detector.py, standard /
@@ -880,18 +880,29 @@ class Detector:
         raw = 100.0 * (t - self._bonferroni - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
         return min(100.0, max(0.0, raw))
 
-    @staticmethod
-    def _nearest_usual(s: _Series, x: float) -> float:
-        """The value nearest to ``x`` within the range the seasonal model has shown so far: the level plus the
-        smallest to the largest daily offset plus the smallest to the largest weekly one (``x`` itself when it lies
-        inside). A value the series takes at SOME time is usual for a weekday it has not seen yet."""
-        lo = hi = s.level
-        for prof in (s.daily, s.weekly):
-            seen = [v for v in prof if not math.isnan(v)] if prof is not None else []
-            if seen:
-                lo += min(seen)
-                hi += max(seen)
-        return min(hi, max(lo, x))
+    def _nearest_usual(self, s: _Series, x: float) -> float:
+        """The value nearest to ``x`` within the range of the expected values at every time of the week seen so far
+        (level + each seen weekly bucket's offset + the daily profile within that bucket; ``x`` itself when it lies
+        inside): a value the series takes at SOME time is usual for a weekday it has not seen yet. Each time of
+        the week is one prediction, so a cycle that backfitting split between the two profiles is counted once."""
+        weekly, daily = s.weekly, s.daily
+        lo, hi = math.inf, -math.inf
+        if weekly is not None:
+            per = max(1, self._week_bucket // self._day_bucket) if daily is not None else 0
+            for k, w in enumerate(weekly):
+                if math.isnan(w):
+                    continue
+                if daily is None:
+                    lo, hi = min(lo, w), max(hi, w)
+                    continue
+                first = ((k * self._week_bucket) % 86400) // self._day_bucket
+                for b in range(first, first + per):
+                    d = daily[b % len(daily)]
+                    if not math.isnan(d):
+                        lo, hi = min(lo, w + d), max(hi, w + d)
+        if lo > hi:
+            return s.level
+        return min(s.level + hi, max(s.level + lo, x))
 
     def _count_sigma(self, s: _Series) -> float:
         """Scale of a count's square-root residual, never below Poisson's (count_scale_floor). One per series: the

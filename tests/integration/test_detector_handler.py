@@ -33,7 +33,7 @@ SPEC = get_preset("air-quality")
 STEP = timedelta(minutes=5)
 OFFSET = 120
 LIVE = datetime(2022, 3, 20, 12, 0, tzinfo=UTC)  # first live interval
-HISTORY_DAYS = 2
+HISTORY_DAYS = 15  # past the young weeks of the detector (DetectorConfig.young_week_check)
 LOCATIONS = ("A-1002", "B-101", "C-7")
 BUCKET = "sentinel-data"
 DETECTOR = "sentinel-air-quality"
