@@ -1002,7 +1002,7 @@ class Detector:
             sev = 0.0
         if s.cool > 0:
             if a < s.cool_surprise + cfg.cooldown_bypass:  # a much larger deviation is a new anomaly
-                sev = max(0.0, raw - cfg.cooldown_penalty * s.cool / self._cooldown)
+                sev = max(0.0, sev - cfg.cooldown_penalty * s.cool / self._cooldown)
             s.cool -= 1
         if sev >= cfg.alert_score:
             s.cool = self._cooldown

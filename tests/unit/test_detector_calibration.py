@@ -3,6 +3,7 @@ score keeps: causal, scale invariant, quiet on a clean weekly cycle."""
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -278,3 +279,29 @@ def test_a_spike_after_promotions_on_a_count_is_still_news(exact: bool) -> None:
         if i == spike:
             score = res.points[0].score
     assert (score >= 70) == exact, score
+
+
+def test_a_cool_down_only_lowers_a_capped_severity() -> None:
+    """The cool-down lowers the severity a point would have had: on the office's first Saturday (held back by the
+    young-week check) a cool-down running at that moment must not give it back part of its uncapped severity.
+    Until round 4 the cool-down recomputed from the uncapped score (100 - 60 = 40 here)."""
+    at = datetime(2026, 3, 14, 8, 30, tzinfo=BERLIN).astimezone(UTC)
+    rnd = random.Random(21)
+    det = Detector(300, timezone="Europe/Berlin")
+    t0 = datetime(2026, 3, 9, tzinfo=BERLIN).astimezone(UTC)
+    key = SeriesKey("CO2", (("room", "b"),))
+    ts = t0
+    while ts < at:
+        loc = ts.astimezone(BERLIN)
+        busy = loc.weekday() < 5 and 8 <= loc.hour < 18
+        v = 450.0 + (300.0 if busy else 0.0) + 10 * math.sin(loc.hour / 24 * 2 * math.pi) + rnd.gauss(0, 5)
+        det.score(ts, {key: v})
+        ts += timedelta(minutes=5)
+    cooling = copy.deepcopy(det)
+    s = cooling._series[key.id]
+    s.cool, s.cool_surprise = cooling._cooldown, 100.0  # a cool-down just started by a far larger deviation
+    quiet = 450.0 + 10 * math.sin(8.5 / 24 * 2 * math.pi)  # a Saturday without occupancy
+    (free,) = det.score(at, {key: quiet})
+    (cooled,) = cooling.score(at, {key: quiet})
+    assert free.score < 70
+    assert cooled.score <= free.score, (cooled.score, free.score)
