@@ -864,11 +864,10 @@ class Detector:
         if s.n < self._week_points:
             mu, scale = self._nearest_usual(s, x), sigma
         elif s.n < cfg.season_min_periods * self._week_points:
-            w = self._week(s, phase)
-            if math.isnan(w):
+            if math.isnan(self._week(s, phase)):
                 return 100.0
-            d = s.daily[phase.daily] if s.daily is not None else 0.0
-            mu, scale = s.level + (0.0 if math.isnan(d) else d) + w, sigma
+            d, w = self._offsets(s, phase)
+            mu, scale = s.level + d + w, sigma
         else:
             return 100.0
         z = abs(x - mu) / scale
@@ -877,8 +876,12 @@ class Detector:
         t = _tail(z / cfg.z_scale)
         if count and cfg.zero_test and x <= 0.0 < mu:
             t = max(t, self._zero_tail(s, mu))
-        raw = 100.0 * (t - self._bonferroni - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
-        return min(100.0, max(0.0, raw))
+        return self._severity(t - self._bonferroni)
+
+    def _severity(self, logp: float) -> float:
+        """-log10 of a (corrected) tail probability as a 0-100 severity: tail_floor is 0, tail_ceiling 100."""
+        cfg = self.config
+        return min(100.0, max(0.0, 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)))
 
     def _nearest_usual(self, s: _Series, x: float) -> float:
         """The value nearest to ``x`` within the range of the expected values at every time of the week seen so far
@@ -992,8 +995,7 @@ class Detector:
             logp = max(t_point, t_avg, t_drift) - self._bonferroni
         else:
             logp = max(t_point, t_avg) - _LOG10_2  # two tests: Bonferroni
-        raw = 100.0 * (logp - cfg.tail_floor) / (cfg.tail_ceiling - cfg.tail_floor)
-        raw = min(100.0, max(0.0, raw))
+        raw = self._severity(logp)
         sev = raw
         if cfg.young_week_check and sev > 0 and s.weekly is not None and self._mode(s) == 1 and math.isfinite(r):
             sev = min(sev, self._young_week_severity(s, phase, x, sigma, count))
