@@ -296,7 +296,9 @@ class DetectorConfig:
     # 1.53 / 1.47 / 1.34 / 1.30 -> 1.41 / 1.28 / 1.19 / 1.20. Measured (benchmarks/detector.py, generated pooled
     # over six draws, standard / low FP / low FN): 89.6 / 88.7 / 90.9 -> 89.5 / 89.1 / 91.0, false alert events
     # at threshold 70 46 -> 33, alerts on clean series 14 -> 11, spike F1 0.95 -> 0.96; nab-dev has no counts:
-    # unchanged (one family, cannot touch the others: accepted like count_test).
+    # unchanged (one family, cannot touch the others: accepted like count_test). The daily model's mean of the
+    # weekly offsets (_wbar) stays unshared: sharing it too measured the same (89.7 / 89.3 / 90.9, dips +1,
+    # promotions -1).
     week_count_shape: bool = True
     # The outage test's dispersion grows with the expected count: the square-root residual's scale (phi = its
     # square) is learned over the whole day, and a model's error on a count is relative (x% of mu: variance mu +
