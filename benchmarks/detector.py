@@ -298,7 +298,7 @@ def _simulator(out: dict[str, Any]) -> None:
     )
     _kinds_table(sim)
     # More draws of the same plan: its anomalies all fall in a pipeline's first two weeks (the generated family's
-    # start in week 3), and one draw's 30 drifts move by a few labels near the threshold.
+    # start in week 3), and one draw's 32 drifts move by a few labels near the threshold.
     pooled: dict[str, list[int]] = {}
     for seed in SIM_SEEDS:
         res = sim if seed == SEED else simulator_quality(seed)

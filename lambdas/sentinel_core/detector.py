@@ -869,21 +869,26 @@ class Detector:
         return a if math.isnan(b) else a + f * (b - a)
 
     @staticmethod
+    def _seen_mean(values: array[float], indices: tuple[int, ...]) -> float:
+        """Mean of the buckets at ``indices`` that were seen (not NaN); NaN when none was."""
+        total, seen = 0.0, 0
+        for i in indices:
+            v = values[i]
+            if v == v:
+                total += v
+                seen += 1
+        return total / seen if seen else math.nan
+
+    @staticmethod
     def _count_shape(s: _Series, phase: _Phase) -> float:
         """A count's weekly offset at this time, relative to its bucket's (DetectorConfig.week_count_shape): the
         daily model's value here over its mean within the weekly bucket, within [0, 3]."""
         daily = s.daily
         if daily is None:
             return 1.0
-        total, seen = 0.0, 0
-        for c in phase.cover:
-            v = daily[c]
-            if v == v:
-                total += v
-                seen += 1
         d = daily[phase.daily]
-        mean = s.level + total / seen if seen else 0.0
-        if d != d or mean <= 0.0:
+        mean = s.level + Detector._seen_mean(daily, phase.cover)
+        if d != d or not mean > 0.0:  # NaN when no bucket of the cover was seen
             return 1.0
         return min(3.0, max(0.0, s.level + d) / mean)
 
@@ -899,13 +904,8 @@ class Detector:
         the weekly offsets, so the daily model alone (weekly profile not in use) is level + daily + this."""
         if s.weekly is None or not phase.days:
             return 0.0
-        total, seen = 0.0, 0
-        for b in phase.days:
-            v = s.weekly[b]
-            if not math.isnan(v):
-                total += v
-                seen += 1
-        return total / seen if seen else 0.0
+        mean = Detector._seen_mean(s.weekly, phase.days)
+        return 0.0 if math.isnan(mean) else mean
 
     def _expected(self, s: _Series, phase: _Phase) -> float:
         mode = self._mode(s)
@@ -1289,6 +1289,7 @@ class Detector:
         rs = 0.0
         if seasonal:
             sw = weight * (cfg.anomalous_season_weight if anomalous else 1.0)
+            clip = anomalous and cfg.clip_anomalous_season and mode == 2  # see DetectorConfig.clip_anomalous_season
             d, w = self._offsets(s, phase)
             # Backfitting: the daily profile learns what the level AND the weekly offsets leave, the weekly one what
             # the level and the daily profile leave (the daily model alone adds the weekly offsets' mean at that
@@ -1318,13 +1319,13 @@ class Detector:
                     s.daily[b] = d = x - s.level - w
                 g = min(1.0, self._gamma_daily * sw)
                 ed = x - s.level - d - w
-                if anomalous and cfg.clip_anomalous_season and mode == 2:
+                if clip:
                     ed = max(-lim, min(lim, ed))
                 s.daily[b] = d + g * (1.0 - cfg.level_alpha) * ed
             if s.weekly is not None:
                 weekly = s.weekly
                 e = x - s.level - d - w
-                if anomalous and cfg.clip_anomalous_season and mode == 2:
+                if clip:
                     e = max(-lim, min(lim, e))
                 # The k-th week is learned at 1/k until that is below the usual rate: a running mean of the first
                 # weeks (one value per bucket and week is noisy; an average of a few is not).
