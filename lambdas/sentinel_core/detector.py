@@ -159,6 +159,8 @@ class DetectorConfig:
     # weekly bucket's first visit taken whole before the daily profile learns (no daily update there): generated
     # 89.3, nab-aws 68.7.
     young_week_flat: bool = True
+    # Half: the week before must be at least twice as close to the value as the flat model, a majority of the move
+    # explained, not a coincidence of two poor predictions (a quarter: generated 90.1 with 21 false events).
     young_week_flat_share: float = 0.5
     level_alpha: float = 0.04  # level smoothing per interval
     scale_alpha: float = 0.03  # smoothing of the absolute residual (robust sigma)
