@@ -935,18 +935,10 @@ class Detector:
         daily = s.daily
         if daily is None:
             return w
-        total, seen, lo = 0.0, 0, math.inf
-        for i in phase.cover:
-            v = daily[i]
-            if v == v:
-                total += v
-                seen += 1
-                lo = min(lo, v)
-        if seen < 2:
-            return w
-        mean = total / seen
+        mean = Detector._seen_mean(daily, phase.cover)
+        lo = min((v for v in (daily[i] for i in phase.cover) if v == v), default=math.nan)
         rise = mean - lo
-        if not rise > 0.0:
+        if not rise > 0.0:  # NaN when no bucket of the cover was seen, 0 when one was
             return w
         return w - min(1.0, -w / rise) * (d - mean)
 
