@@ -647,7 +647,7 @@ class _Series:
 class _Phase:
     """Where an interval falls in the local day and week (computed once per interval for all series)."""
 
-    __slots__ = ("count_shape", "cover", "daily", "days", "frac", "next", "phase", "weekly")
+    __slots__ = ("cover", "daily", "days", "frac", "next", "phase", "weekly")
 
     def __init__(self, daily: int, weekly: int, nxt: int, frac: float, phase: int) -> None:
         # weekly profile: interpolated between the bucket ``weekly`` and ``next`` (weight ``frac`` on ``next``)
@@ -655,7 +655,6 @@ class _Phase:
         self.days: tuple[int, ...] = ()  # the weekly buckets of this time of day on the seven days (Detector._wbar)
         # the daily buckets within this weekly bucket, when more than one (week_count_shape, week_flatten)
         self.cover: tuple[int, ...] = ()
-        self.count_shape = False  # DetectorConfig.week_count_shape
 
 
 class Detector:
@@ -740,7 +739,6 @@ class Detector:
         )
         if self._weekly and self._daily:
             phase.days = tuple(((k * 86400 + tod) // self._week_bucket) % weeks for k in range(7))
-            phase.count_shape = self.config.week_count_shape
             if (self.config.week_count_shape or self.config.week_flatten) and self._week_bucket < 86400:
                 start = (b0 * self._week_bucket) % 86400
                 first, last = start // self._day_bucket, (start + self._week_bucket - 1) // self._day_bucket
@@ -900,15 +898,14 @@ class Detector:
             best = 2
         return best
 
-    @staticmethod
-    def _week(s: _Series, phase: _Phase) -> float:
+    def _week(self, s: _Series, phase: _Phase) -> float:
         """The weekly offset at this phase (interpolated); NaN when neither bucket was seen."""
         if s.weekly is None:
             return 0.0
         a = s.weekly[phase.weekly]
         f = phase.frac
         if not f:
-            if s.is_count and phase.count_shape and phase.cover and a == a:
+            if s.is_count and self.config.week_count_shape and phase.cover and a == a:
                 a *= Detector._count_shape(s, phase)
             return a
         b = s.weekly[phase.next]
@@ -955,10 +952,9 @@ class Detector:
             return 1.0
         return min(3.0, max(0.0, s.level + d) / mean)
 
-    @classmethod
-    def _offsets(cls, s: _Series, phase: _Phase) -> tuple[float, float]:
+    def _offsets(self, s: _Series, phase: _Phase) -> tuple[float, float]:
         d = s.daily[phase.daily] if s.daily is not None else 0.0
-        w = cls._week(s, phase)
+        w = self._week(s, phase)
         return (0.0 if math.isnan(d) else d), (0.0 if math.isnan(w) else w)
 
     @staticmethod
@@ -1016,13 +1012,13 @@ class Detector:
             t = max(t, self._zero_tail(s, mu))
         return self._severity(t - self._bonferroni)
 
-    def _week_before_explains(self, s: _Series, phase: _Phase, x: float) -> bool:
+    def _week_before_explains(self, s: _Series, phase: _Phase, x: float, mode: int) -> bool:
         """Whether a point of the flat model's second week is also judged against the same time a week before
         (``DetectorConfig.young_week_flat``): the series has a daily profile, its weekly offsets predicted clearly
         better than the daily model alone over the last week, and the week before explains at least half of the
         flat model's deviation here."""
         cfg = self.config
-        if not cfg.young_week_flat or s.daily is None or self._mode(s) != 0:
+        if not cfg.young_week_flat or s.daily is None or mode != 0:
             return False
         if not self._week_points <= s.n < cfg.season_min_periods * self._week_points:
             return False
@@ -1159,7 +1155,7 @@ class Detector:
             and sev > 0
             and s.weekly is not None
             and math.isfinite(r)
-            and (self._mode(s) == 1 or self._week_before_explains(s, phase, x))
+            and ((mode := self._mode(s)) == 1 or self._week_before_explains(s, phase, x, mode))
         ):
             sev = min(sev, self._young_week_severity(s, phase, x, sigma, count))
         learning = s.n < self._learning
