@@ -299,25 +299,20 @@ def _simulator(out: dict[str, Any]) -> None:
     _kinds_table(sim)
     # More draws of the same plan: its anomalies all fall in a pipeline's first two weeks (the generated family's
     # start in week 3), and one draw's 32 drifts move by a few labels near the threshold.
-    pooled: dict[str, list[int]] = {}
+    pooled: dict[str, dict[str, int]] = {}
     for seed in SIM_SEEDS:
         res = sim if seed == SEED else simulator_quality(seed)
         for kind, r in res.items():
-            got = (r["events"], r["false_events"]) if kind == "all" else (r["found"], r["labels"])
-            acc = pooled.setdefault(kind, [0, 0])
-            acc[0] += int(got[0])
-            acc[1] += int(got[1])
-    out["simulator_seeds"] = {
-        "seeds": list(SIM_SEEDS),
-        **{
-            k: ({"events": v[0], "false_events": v[1]} if k == "all" else {"found": v[0], "labels": v[1]})
-            for k, v in pooled.items()
-        },
-    }
-    kinds = ", ".join(f"{k} {v[0]} of {v[1]} found" for k, v in pooled.items() if k != "all")
-    events = pooled.get("all", [0, 0])
+            counts = ("events", "false_events") if kind == "all" else ("found", "labels")
+            acc = pooled.setdefault(kind, dict.fromkeys(counts, 0))
+            for name in counts:
+                acc[name] += int(r[name])
+    out["simulator_seeds"] = {"seeds": list(SIM_SEEDS), **pooled}
+    kinds = ", ".join(f"{k} {v['found']} of {v['labels']} found" for k, v in pooled.items() if k != "all")
+    events = pooled.get("all", {"events": 0, "false_events": 0})
     print(
-        f"simulator, seeds {','.join(map(str, SIM_SEEDS))} pooled: {kinds}; {events[0]} alert events, {events[1]} false"
+        f"simulator, seeds {','.join(map(str, SIM_SEEDS))} pooled: {kinds}; {events['events']} alert events, "
+        f"{events['false_events']} false"
     )
 
 
